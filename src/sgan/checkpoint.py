@@ -1,0 +1,51 @@
+"""Weights as safetensors (never pickle), written atomically, with the config inside."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import SganError
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_weights(module: nn.Module, path: Path, *, config: dict, shapes: dict) -> None:
+    """`shapes` (channels, classes, ...) lets a reader rebuild the network before loading."""
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    metadata = {"format_version": str(FORMAT_VERSION), "config": json.dumps(config), "shapes": json.dumps(shapes)}
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def read_shapes(path: Path) -> dict:
+    if not path.is_file():
+        raise SganError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads(f.metadata()["shapes"])
+    except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as e:
+        raise SganError(f"{path}: not an sgan weights file: {e}") from None
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise SganError(f"{path}: not a readable safetensors file: {e}") from None
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise SganError(f"{path}: weights do not fit the network: {str(e).splitlines()[0]}") from None

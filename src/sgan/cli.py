@@ -1,0 +1,144 @@
+"""`sgan train | eval | predict`: bad input ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .checkpoint import atomic_write_text
+from .config import FIELDS, read_config_file, resolve
+from .data import load_images
+from .data.prepare import prepare_images
+from .errors import SganError
+from .evaluate import accuracy, load_run_classifier, predict_logits
+from .report import format_table
+
+HELP = {
+    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, or the bundled 'sklearn-digits'",
+    "val_data": "a separate labeled validation file (instead of a split of --data)",
+    "unlabeled": "unlabeled source: a file, or the name of an --eval set (transductive)",
+    "eval": "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv",
+    "preset": "a protocol from BENCHMARK.md: kannada-10k",
+    "n_labeled": "class-balanced labeled budget",
+    "generator_loss": "nonsaturating or feature_matching",
+    "methods": "methods to train side by side: supervised sgan",
+}
+
+
+def _parse_pair(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, got {text!r}")
+    return name, path
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field; only flags given on the command line become overrides."""
+    for f in FIELDS.values():
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type).removesuffix(" | None")
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif kind == "list[str]":
+            parser.add_argument(flag, nargs="+", **kw)
+        elif kind.startswith("dict"):
+            parser.add_argument(flag, action="append", type=_parse_pair, metavar="NAME=FILE", **kw)
+        else:
+            parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgan", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the SGAN and its supervised twin, print the table")
+    train.add_argument("--config", help="a .toml or .json file of config keys")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    add_config_flags(train)
+    ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ)")
+    ev.add_argument("--method", nargs="+", help="methods to evaluate (default: all in the run)")
+    pr = sub.add_parser("predict", help="write a Kaggle submission (id,label) for a file")
+    pr.add_argument("run", help="run folder")
+    pr.add_argument("--data", required=True, help="images to label, e.g. Kaggle test.csv")
+    pr.add_argument("--out", required=True, help="CSV to write")
+    pr.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .trainer import default_run_dir, train  # torch-heavy imports only when training
+
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+    if "eval" in overrides:
+        overrides["eval"] = dict(overrides["eval"])
+    cfg = resolve(read_config_file(args.config) if args.config else {}, overrides)
+    cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_dir()))
+    metrics = train(cfg, overwrite=args.overwrite)
+    print(format_table(metrics))
+    print(f"run folder: {cfg.out}")
+
+
+def _load_for_run(run: str, method: str, data: str):
+    cfg, classifier = load_run_classifier(run, method)
+    images = load_images(data)
+    channels = next(classifier.parameters()).shape[1]
+    if images.images.shape[1] != channels:
+        raise SganError(f"{data}: {images.images.shape[1]}-channel images; the run was trained on {channels}")
+    return classifier, images, prepare_images(images.images, cfg.image_size)
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    methods = args.method or _run_methods(args.run)
+    for method in methods:
+        classifier, images, x = _load_for_run(args.run, method, args.data)
+        labels = images.require_labels()
+        if labels.max() >= classifier.head[-1].out_features:
+            raise SganError(f"{args.data}: label {int(labels.max())} is outside the run's classes")
+        import torch
+
+        print(f"{method}\t{accuracy(classifier, x, torch.from_numpy(labels)):.4f}\t{args.data}")
+
+
+def _run_methods(run: str) -> list[str]:
+    from .config import load_run_config
+
+    return load_run_config(run).methods
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    classifier, images, x = _load_for_run(args.run, args.method, args.data)
+    pred = predict_logits(classifier, x).argmax(dim=1).tolist()
+    ids = images.ids.tolist() if images.ids is not None else range(len(pred))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "label"])
+    writer.writerows(zip(ids, pred))
+    out = Path(args.out)
+    if out.is_dir():
+        raise SganError(f"{out}: output path is a folder")
+    atomic_write_text(out, buf.getvalue())
+    print(f"wrote {len(pred)} predictions to {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
+    except SganError as e:
+        print(f"sgan: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sgan: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

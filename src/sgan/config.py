@@ -1,0 +1,141 @@
+"""One typed config: defaults -> preset -> config file -> CLI overrides; saved resolved in the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SganError
+
+METHODS = ("supervised", "sgan")
+GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
+
+
+@dataclass
+class Config:
+    # data: a file (Kaggle CSV, IDX, NPZ) or the bundled "sklearn-digits"
+    data: str = "sklearn-digits"
+    val_data: str | None = None  # a separate validation file instead of a split of `data`
+    unlabeled: str | None = None  # a separate unlabeled source: a file or the name of an eval set
+    eval: dict[str, str] = field(default_factory=dict)  # extra evaluation sets, name -> file
+    preset: str | None = None  # a protocol from BENCHMARK.md, e.g. "kannada-10k"
+    n_labeled: int = 100  # class-balanced labeled budget
+    val_fraction: float = 0.2  # stratified validation share of `data` ...
+    val_per_class: int | None = None  # ... or this many validation images per class
+    num_classes: int | None = None  # inferred from the labels when unset
+    image_size: int = 28
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    iterations: int = 3000
+    batch_size: int = 32
+    lr: float = 2e-4
+    beta1: float = 0.5
+    z_dim: int = 100
+    generator_loss: str = "nonsaturating"
+    unlabeled_weight: float = 1.0
+    log_every: int = 50
+    eval_every: int = 500
+    seed: int = 0
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    device: str = "auto"
+    out: str | None = None
+    progress: bool = True
+
+    def validate(self) -> "Config":
+        for name in ("n_labeled", "iterations", "batch_size", "z_dim", "log_every", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise SganError(f"config: {name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise SganError(f"config: lr must be positive, got {self.lr}")
+        if not 0 < self.val_fraction < 1:
+            raise SganError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise SganError(f"config: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if self.generator_loss not in GENERATOR_LOSSES:
+            raise SganError(f"config: unknown generator_loss {self.generator_loss!r}; "
+                            f"choose from {', '.join(GENERATOR_LOSSES)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def check_keys(values: dict[str, Any], where: str) -> None:
+    """Unknown keys are errors, with a did-you-mean."""
+    for key in values:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SganError(f"{where}: unknown config key {key!r}{hint}")
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def check_types(values: dict[str, Any], where: str) -> None:
+    """Values from files and the API must have the field's type (bool is not an int here)."""
+    for key, value in values.items():
+        kind = str(FIELDS[key].type)
+        if value is None and kind.endswith("| None"):
+            continue
+        base = kind.removesuffix(" | None")
+        if base in _SCALARS:
+            ok = isinstance(value, _SCALARS[base]) and (base == "bool" or not isinstance(value, bool))
+        elif base == "list[str]":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:  # dict[str, str]
+            ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        if not ok:
+            raise SganError(f"{where}: config key {key!r} must be {kind}, got {value!r}")
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise SganError(f"{path}: config file not found")
+    try:
+        if p.suffix == ".toml":
+            values = tomllib.loads(p.read_text())
+        elif p.suffix == ".json":
+            values = json.loads(p.read_text())
+        else:
+            raise SganError(f"{path}: config file must be .toml or .json")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SganError(f"{path}: cannot parse config file: {e}") from None
+    check_keys(values, path)
+    check_types(values, path)
+    return values
+
+
+def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the preset named anywhere, then the file, then overrides."""
+    from .data.presets import preset_values  # presets know data; config does not
+
+    file_values, overrides = file_values or {}, overrides or {}
+    check_keys(overrides, "command line")
+    check_types(overrides, "command line")
+    preset = overrides.get("preset", file_values.get("preset"))
+    values: dict[str, Any] = {}
+    if preset:
+        values.update(preset_values(preset))
+    values.update(file_values)
+    values.update(overrides)
+    return Config(**values).validate()
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise SganError(f"{run_dir}: not a run folder (no config.json)")
+    values = json.loads(path.read_text())
+    check_keys(values, str(path))
+    check_types(values, str(path))
+    return Config(**values)

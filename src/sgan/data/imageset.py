@@ -1,0 +1,40 @@
+"""ImageSet: the one in-memory form every reader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ImageSet:
+    images: np.ndarray  # (N, C, H, W) uint8
+    labels: np.ndarray | None = None  # (N,) int64, or None for unlabeled files
+    ids: np.ndarray | None = None  # (N,) row ids from a Kaggle `id` column, kept for submissions
+    source: str = ""  # where it came from, for error messages
+
+    def __post_init__(self) -> None:
+        assert self.images.dtype == np.uint8 and self.images.ndim == 4, self.images.shape
+        n = len(self.images)
+        assert self.labels is None or self.labels.shape == (n,)
+        assert self.ids is None or len(self.ids) == n
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> "ImageSet":
+        return ImageSet(
+            images=self.images[index],
+            labels=None if self.labels is None else self.labels[index],
+            ids=None if self.ids is None else self.ids[index],
+            source=self.source,
+        )
+
+    def require_labels(self) -> np.ndarray:
+        from ..errors import SganError
+
+        if self.labels is None:
+            raise SganError(f"{self.source}: has no labels (a CSV needs a 'label' column; "
+                            "an IDX image file needs its labels file beside it)")
+        return self.labels

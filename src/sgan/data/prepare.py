@@ -1,0 +1,85 @@
+"""From a config to tensors: read sources, split the pool, resize and scale every set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..errors import SganError
+from .imageset import ImageSet
+from .readers import load_images
+from .splits import Split, split_pool
+from .transforms import resize, to_model_range
+
+
+@dataclass
+class LabeledTensors:
+    x: torch.Tensor  # (N, C, H, W) float in [-1, 1]
+    y: torch.Tensor  # (N,) int64
+
+
+@dataclass
+class Prepared:
+    labeled: LabeledTensors
+    x_ulb: torch.Tensor  # (M, C, H, W) float in [-1, 1]
+    evals: dict[str, LabeledTensors]  # "val" first, then the named extra sets
+    num_classes: int
+    channels: int
+    split: Split
+    summary: dict[str, int] = field(default_factory=dict)
+
+
+def _check_range(labels: np.ndarray, num_classes: int, source: str) -> None:
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if len(bad):
+        raise SganError(f"{source}: label {int(bad[0])} is outside 0..{num_classes - 1}")
+
+
+def prepare_images(images: np.ndarray, size: int) -> torch.Tensor:
+    return to_model_range(resize(images, size))
+
+
+def labeled_tensors(s: ImageSet, num_classes: int, size: int) -> LabeledTensors:
+    labels = s.require_labels()
+    _check_range(labels, num_classes, s.source)
+    return LabeledTensors(prepare_images(s.images, size), torch.from_numpy(labels))
+
+
+def prepare(cfg: Config) -> Prepared:
+    pool = load_images(cfg.data)
+    y = pool.require_labels()
+    num_classes = cfg.num_classes or int(y.max()) + 1
+    _check_range(y, num_classes, pool.source)
+    extra = {name: load_images(path) for name, path in cfg.eval.items()}
+    val_set = load_images(cfg.val_data) if cfg.val_data else None
+    split = split_pool(
+        y, n_labeled=cfg.n_labeled, seed=cfg.seed, num_classes=num_classes,
+        val_per_class=None if val_set else cfg.val_per_class,
+        val_fraction=None if val_set or cfg.val_per_class is not None else cfg.val_fraction,
+        source=pool.source)
+    if cfg.unlabeled is None:
+        unlabeled = pool.subset(split.unlabeled)
+    elif cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
+        unlabeled = extra[cfg.unlabeled]
+    else:
+        unlabeled = load_images(cfg.unlabeled)
+    sets = {"val": val_set or pool.subset(split.validation), **extra}
+    channels = pool.images.shape[1]
+    for name, s in [("unlabeled", unlabeled), *sets.items()]:
+        if s.images.shape[1] != channels:
+            raise SganError(f"{s.source}: {s.images.shape[1]}-channel images, but the labeled "
+                            f"pool has {channels}")
+    size = cfg.image_size
+    return Prepared(
+        labeled=labeled_tensors(pool.subset(split.labeled), num_classes, size),
+        x_ulb=prepare_images(unlabeled.images, size),
+        evals={name: labeled_tensors(s, num_classes, size) for name, s in sets.items()},
+        num_classes=num_classes,
+        channels=channels,
+        split=split,
+        summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
+                 **{name: len(s) for name, s in sets.items()}},
+    )

@@ -1,0 +1,41 @@
+"""Protocols from ../shared/BENCHMARK.md as config presets, so the tool and the benchmark agree."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import SganError
+
+
+def shared_data_root() -> Path:
+    """$SGAN_DATA_ROOT, else ../shared/data from the working directory or from the repository."""
+    if "SGAN_DATA_ROOT" in os.environ:
+        return Path(os.environ["SGAN_DATA_ROOT"])
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+def kannada_10k() -> dict[str, Any]:
+    """Pool: the 10,000 Kannada-MNIST test images; 200 validation per class; holdout: Dig-MNIST."""
+    root = shared_data_root() / "kannada-mnist"
+    return {
+        "data": str(root / "X_kannada_MNIST_test-idx3-ubyte.gz"),
+        "eval": {"holdout": str(root / "X_dig_MNIST-idx3-ubyte.gz")},
+        "val_per_class": 200,
+        "num_classes": 10,
+        "n_labeled": 100,
+    }
+
+
+PRESETS = {"kannada-10k": kannada_10k}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise SganError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return {"preset": name, **PRESETS[name]()}

@@ -1,0 +1,170 @@
+"""Readers for Kaggle digit CSVs, MNIST IDX files, NPZ arrays and the bundled sklearn digits.
+
+Each returns an ImageSet with uint8 images (N, C, H, W). The format is detected from the path.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SganError
+from .imageset import ImageSet
+
+BUILTIN = "sklearn-digits"
+
+
+def load_images(path: str) -> ImageSet:
+    """Read any supported source; `path` may also be the built-in name "sklearn-digits"."""
+    if path == BUILTIN:
+        return read_sklearn_digits()
+    p = Path(path)
+    if not p.exists():
+        raise SganError(f"{path}: file not found")
+    if p.is_dir():
+        raise SganError(f"{path}: is a folder; expected a .csv, IDX (.idx3-ubyte[.gz]) or .npz file")
+    name = p.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return read_csv(p)
+    if re.search(r"idx\d-ubyte(\.gz)?$", name) or name.endswith((".idx", ".idx.gz")):
+        return read_idx_images(p)
+    if name.endswith(".npz"):
+        return read_npz(p)
+    raise SganError(f"{path}: unknown format; expected .csv, IDX (*-idx3-ubyte[.gz]) or .npz")
+
+
+def _square_images(flat: np.ndarray, source: str) -> np.ndarray:
+    """(N, P) pixels -> (N, C, H, W), with P = H*H*C for C in (1, 3)."""
+    n, p = flat.shape
+    for c in (1, 3):
+        side = math.isqrt(p // c)
+        if side * side * c == p and side > 0:
+            # Kaggle / NPZ flat pixels are row-major H, W, C
+            return np.ascontiguousarray(flat.reshape(n, side, side, c).transpose(0, 3, 1, 2))
+    raise SganError(f"{source}: {p} pixels per image is not a square image (H*H*C with C in 1 or 3)")
+
+
+def _to_uint8(values: np.ndarray, source: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise SganError(f"{source}: pixel values must be finite numbers")
+    if values.min(initial=0) < 0 or values.max(initial=0) > 255 or np.any(values != np.round(values)):
+        raise SganError(f"{source}: pixel values must be integers in 0..255")
+    return values.astype(np.uint8)
+
+
+def _check_labels(labels: np.ndarray, source: str) -> np.ndarray:
+    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or labels.min(initial=0) < 0:
+        raise SganError(f"{source}: labels must be non-negative integers")
+    return labels.astype(np.int64)
+
+
+def read_csv(path: Path) -> ImageSet:
+    """Kaggle layout: a header row, then `label` or `id` (optional) and pixel0..pixelP-1."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt") as f:
+        header = f.readline().strip()
+        if not header:
+            raise SganError(f"{path}: empty CSV")
+        columns = [c.strip().strip('"').lower() for c in header.split(",")]
+        try:
+            with warnings.catch_warnings():  # "input contained no data" is reported below
+                warnings.simplefilter("ignore", UserWarning)
+                data = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
+        except ValueError as e:
+            raise SganError(f"{path}: malformed CSV row: {e}") from None
+    if data.size == 0:
+        raise SganError(f"{path}: CSV has a header but no rows")
+    if data.shape[1] != len(columns):
+        raise SganError(f"{path}: rows have {data.shape[1]} values but the header has {len(columns)}")
+    labels = ids = None
+    first = columns[0]
+    if first == "label":
+        labels, data = _check_labels(data[:, 0], str(path)), data[:, 1:]
+    elif first == "id":
+        ids, data = data[:, 0].astype(np.int64), data[:, 1:]
+    elif not first.startswith("pixel"):
+        raise SganError(f"{path}: first column is {columns[0]!r}; expected 'label', 'id' or 'pixel0'")
+    images = _square_images(_to_uint8(data, str(path)), str(path))
+    return ImageSet(images=images, labels=labels, ids=ids, source=str(path))
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    raw = (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb").read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise SganError(f"{path}: not an unsigned-byte IDX file (bad magic)")
+    ndim = raw[3]
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise SganError(f"{path}: IDX header is truncated")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if len(raw) - head != math.prod(shape):
+        raise SganError(f"{path}: IDX body has {len(raw) - head} bytes, header says {math.prod(shape)}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(shape).copy()  # writable
+
+
+def labels_path_for(path: Path) -> Path | None:
+    """The labels file beside an IDX image file: idx3 -> idx1, images -> labels, X_ -> y_."""
+    name = path.name.replace("idx3", "idx1").replace("images", "labels")
+    name = re.sub(r"^[Xx]_", "y_", name)
+    candidate = path.with_name(name)
+    return candidate if candidate != path and candidate.exists() else None
+
+
+def read_idx_images(path: Path) -> ImageSet:
+    array = _read_idx(path)
+    if array.ndim == 3:
+        images = array[:, None]
+    elif array.ndim == 4:
+        images = array.transpose(0, 3, 1, 2)  # IDX colour images are N, H, W, C
+    else:
+        raise SganError(f"{path}: IDX image file must have 3 or 4 dimensions, has {array.ndim}")
+    labels = None
+    lpath = labels_path_for(path)
+    if lpath is not None:
+        labels = _read_idx(lpath).astype(np.int64)
+        if labels.shape != (len(images),):
+            raise SganError(f"{lpath}: {labels.shape} labels for {len(images)} images in {path.name}")
+    return ImageSet(images=np.ascontiguousarray(images), labels=labels, source=str(path))
+
+
+def read_npz(path: Path) -> ImageSet:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise SganError(f"{path}: not a readable .npz file: {e}") from None
+    with archive:
+        if "x" not in archive:
+            raise SganError(f"{path}: .npz has no array 'x' (found: {', '.join(archive.files) or 'none'})")
+        x = archive["x"]
+        y = archive["y"] if "y" in archive else None
+    if x.ndim == 2:
+        x = _square_images(x, str(path))
+    elif x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # N, H, W, C -> N, C, H, W
+    elif x.ndim != 4:
+        raise SganError(f"{path}: 'x' must have 2 to 4 dimensions, has {x.ndim}")
+    if x.dtype.kind == "f" and x.size and x.max() <= 1.0:
+        x = x * 255.0  # floats in [0, 1]
+    images = x if x.dtype == np.uint8 else _to_uint8(x.astype(np.float64), str(path))
+    labels = None
+    if y is not None:
+        if y.shape != (len(images),):
+            raise SganError(f"{path}: 'y' has shape {y.shape}, expected ({len(images)},)")
+        labels = _check_labels(y.astype(np.float64), str(path))
+    return ImageSet(images=np.ascontiguousarray(images), labels=labels, source=str(path))
+
+
+def read_sklearn_digits() -> ImageSet:
+    """scikit-learn's 1,797 real 8x8 handwritten digits (values 0..16), shipped in the package."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return ImageSet(images=images, labels=digits.target.astype(np.int64), source=BUILTIN)

@@ -1,0 +1,35 @@
+"""Pure loss functions of the SGAN (Salimans et al. 2016, "Improved Techniques for Training GANs").
+
+With K class logits l and Z = sum(exp(l)), the discriminator's "real" probability is
+D(x) = Z / (Z + 1) = sigmoid(LSE) with LSE = logsumexp(l). So
+    -log D(x)       = -LSE + softplus(LSE)   (real images should look real)
+    -log (1 - D(x)) =  softplus(LSE)         (generated images should look fake)
+which is the notebook's 1 - 1 / (Z + 1) head, in a numerically stable form.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supervised_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the K classes; logits (B, K), y (B,)."""
+    return F.cross_entropy(logits, y)
+
+
+def real_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean -log D(x): unlabeled real images in the D step, generated ones in the G step
+    (the non-saturating generator loss)."""
+    lse = torch.logsumexp(logits, dim=1)  # (B,)
+    return (F.softplus(lse) - lse).mean()
+
+
+def fake_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean -log(1 - D(x)) for generated images in the D step."""
+    return F.softplus(torch.logsumexp(logits, dim=1)).mean()
+
+
+def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
+    """Squared distance between the batch means of discriminator features (B, F)."""
+    return (real_features.mean(dim=0) - fake_features.mean(dim=0)).pow(2).mean()

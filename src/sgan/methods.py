@@ -1,0 +1,132 @@
+"""Training methods behind one interface: `train_step(x_lb, y_lb, x_ulb) -> dict of floats`.
+
+The trainer builds the networks and optimizers and hands them over; a method only knows how
+one step updates them.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Protocol
+
+import torch
+from torch import nn
+
+from . import losses
+from .config import Config
+from .models import DigitClassifier, DigitGenerator
+
+
+class Method(Protocol):
+    classifier: nn.Module
+
+    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]: ...
+
+    def modules(self) -> dict[str, nn.Module]: ...
+
+
+@contextmanager
+def frozen_params(model: nn.Module) -> Iterator[None]:
+    """No weight gradients for `model` (inputs still get theirs): the G step needs D's
+    input gradients only."""
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        model.requires_grad_(True)
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Normalise with batch statistics but leave the running statistics alone, so that
+    generated batches never leak into the statistics used to classify real images."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for bn, momentum in zip(bns, saved):
+            bn.momentum = momentum
+
+
+class Supervised:
+    """The twin: the same classifier trained on the labeled images only."""
+
+    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer) -> None:
+        self.classifier, self.opt = classifier, opt
+
+    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
+        loss = losses.supervised_loss(self.classifier(x_lb), y_lb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss_sup": loss.item()}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier}
+
+
+class SGAN:
+    """K-class discriminator: labeled -> cross-entropy, unlabeled -> real, generated -> fake."""
+
+    def __init__(self, *, classifier: nn.Module, generator: nn.Module, opt_d: torch.optim.Optimizer,
+                 opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
+                 unlabeled_weight: float = 1.0) -> None:
+        self.classifier, self.generator = classifier, generator
+        self.opt_d, self.opt_g = opt_d, opt_g
+        self.z_dim, self.generator_loss, self.unlabeled_weight = z_dim, generator_loss, unlabeled_weight
+
+    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
+        d, g = self.classifier, self.generator
+        n_lb = len(x_lb)
+        z = torch.randn(len(x_ulb), self.z_dim, device=x_ulb.device)
+        fake = g(z)  # (B, C, H, W); one generator forward serves both phases
+
+        # Phase 1: discriminator on real images and on fake.detach()
+        logits_real = d(torch.cat([x_lb, x_ulb]))  # (B_lb + B_ulb, K), one BatchNorm batch of real images
+        with frozen_bn_stats(d):
+            logits_fake = d(fake.detach())
+        loss_sup = losses.supervised_loss(logits_real[:n_lb], y_lb)
+        loss_real = losses.real_loss(logits_real[n_lb:])
+        loss_fake = losses.fake_loss(logits_fake)
+        loss_d = loss_sup + self.unlabeled_weight * 0.5 * (loss_real + loss_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+
+        # Phase 2: generator against the updated discriminator
+        with frozen_bn_stats(d), frozen_params(d):
+            if self.generator_loss == "feature_matching":
+                with torch.no_grad():
+                    target = d.features(x_ulb)  # (B, F)
+                loss_g = losses.feature_matching_loss(target, d.features(fake))
+            else:
+                loss_g = losses.real_loss(d(fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(),
+                "loss_fake": loss_fake.item(), "loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier, "generator": self.generator}
+
+
+def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
+    return DigitClassifier(num_classes=num_classes, channels=channels)
+
+
+def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device) -> Method:
+    """Networks and Adam optimizers for one method; the classifier is built first, so with the
+    same seed every method starts from the same classifier weights."""
+    classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device)
+    betas = (cfg.beta1, 0.999)
+    opt_d = torch.optim.Adam(classifier.parameters(), lr=cfg.lr, betas=betas)
+    if name == "supervised":
+        return Supervised(classifier=classifier, opt=opt_d)
+    generator = DigitGenerator(z_dim=cfg.z_dim, channels=channels).to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=betas)
+    return SGAN(classifier=classifier, generator=generator, opt_d=opt_d, opt_g=opt_g, z_dim=cfg.z_dim,
+                generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight)

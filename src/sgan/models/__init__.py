@@ -1,0 +1,5 @@
+"""Plain nn.Modules; they know nothing of files or training."""
+
+from .digits import DigitClassifier, DigitGenerator
+
+__all__ = ["DigitClassifier", "DigitGenerator"]

@@ -1,0 +1,60 @@
+"""The 28x28 generator/discriminator pair of the Kannada-MNIST Keras notebook, in PyTorch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LEAK = 0.01  # Keras LeakyReLU alpha in the notebook
+
+
+class DigitGenerator(nn.Module):
+    """z (B, z_dim) -> images (B, C, 28, 28) in [-1, 1]."""
+
+    def __init__(self, *, z_dim: int = 100, channels: int = 1) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        self.project = nn.Linear(z_dim, 7 * 7 * 256)
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(256, 128, 3, stride=2, padding=1, output_padding=1),  # 7 -> 14
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(128, 64, 3, stride=1, padding=1),  # 14 -> 14
+            nn.BatchNorm2d(64),
+            nn.LeakyReLU(LEAK),
+            nn.ConvTranspose2d(64, channels, 3, stride=2, padding=1, output_padding=1),  # 14 -> 28
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).view(-1, 256, 7, 7)  # (B, 256, 7, 7)
+        return self.net(h)  # (B, C, 28, 28)
+
+
+class DigitClassifier(nn.Module):
+    """The SGAN discriminator and the supervised twin: images (B, C, 28, 28) -> K logits.
+
+    `features` is the shared core (B, 2048); `head` maps it to class logits. The real/fake
+    output is not a separate layer: D(x) = Z / (Z + 1) with Z = sum(exp(logits)).
+    """
+
+    def __init__(self, *, num_classes: int = 10, channels: int = 1, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.core = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, stride=2, padding=1),  # 28 -> 14
+            nn.LeakyReLU(LEAK),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),  # 14 -> 7
+            nn.BatchNorm2d(64),
+            nn.LeakyReLU(LEAK),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),  # 7 -> 4
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(LEAK),
+            nn.Flatten(),  # (B, 128 * 4 * 4)
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(128 * 4 * 4, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.core(x)  # (B, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.core(x))  # (B, K)

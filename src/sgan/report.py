@@ -1,0 +1,53 @@
+"""Pictures of a run: generated-sample grids and loss curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+
+def save_sample_grid(images: torch.Tensor, path: Path) -> None:
+    """images (B, C, H, W) in [-1, 1] -> one PNG grid."""
+    save_image(images.float().cpu(), str(path), nrow=int(len(images) ** 0.5), normalize=True,
+               value_range=(-1, 1), padding=2)
+
+
+def plot_losses(metrics_path: Path, out: Path) -> None:
+    """Loss curves per method from the per-step metrics file (JSONL)."""
+    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    methods = sorted({r["method"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method in methods:
+        steps = [r for r in rows if r["method"] == method and "loss_sup" in r]
+        for key in ("loss_sup", "loss_d", "loss_g"):
+            if steps and key in steps[0]:
+                axes[0].plot([r["step"] for r in steps], [r[key] for r in steps], label=f"{method} {key}")
+        evals = [r for r in rows if r["method"] == method and "val" in r]
+        axes[1].plot([r["step"] for r in evals], [r["val"] for r in evals], marker="o", label=method)
+    axes[0].set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
+    axes[1].set(xlabel="iteration", ylabel="accuracy", title="validation accuracy")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def format_table(metrics: dict) -> str:
+    """The terminal table: method, labeled count, then one accuracy column per evaluation set."""
+    methods = metrics["methods"]
+    sets = [k for k in next(iter(methods.values())) if k not in ("train_seconds", "iterations")]
+    n = metrics["protocol"]["n_labeled"]
+    rows = [["method", "labeled", *sets, "train s"]]
+    rows += [[name, str(n), *(f"{m[s]:.4f}" for s in sets), f"{m['train_seconds']:.1f}"]
+             for name, m in methods.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

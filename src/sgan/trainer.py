@@ -1,0 +1,142 @@
+"""The one training loop: every method in the config, on the same data, into one run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from tqdm import tqdm
+
+from .checkpoint import atomic_write_text, save_weights
+from .config import Config, resolve
+from .data import Prepared, prepare
+from .errors import SganError
+from .evaluate import accuracy
+from .methods import build_method
+from .report import plot_losses, save_sample_grid
+
+
+class IndexStream:
+    """Endless random batches of indices: a fresh permutation each pass over the data."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        self.n, self.batch_size, self.generator = n, batch_size, generator
+        self.buffer = torch.empty(0, dtype=torch.long)
+
+    def next(self) -> torch.Tensor:
+        while len(self.buffer) < self.batch_size:
+            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
+        batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
+        return batch
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SganError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def make_run_dir(out: str | None, *, overwrite: bool) -> Path:
+    path = Path(out) if out else default_run_dir()
+    if path.exists() and not path.is_dir():
+        raise SganError(f"{path}: output path is a file")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise SganError(f"{path}: run folder already exists and is not empty (use --overwrite)")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
+    return {
+        "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
+        "iterations": cfg.iterations, "batch_size": cfg.batch_size,
+        "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
+        "selection": "final weights", "counts": data.summary,
+    }
+
+
+def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
+                 log: TextIO) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
+    ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
+    x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
+    x_val, y_val = data.evals["val"].x, data.evals["val"].y
+    generator = getattr(method, "generator", None)
+    fixed_noise = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    samples_dir = run_dir / "samples"
+
+    def snapshot(step: int) -> dict[str, float]:
+        row = {"method": name, "step": step, "val": accuracy(method.classifier, x_val, y_val)}
+        if generator is not None:
+            samples_dir.mkdir(exist_ok=True)
+            with torch.no_grad():
+                generator.eval()
+                save_sample_grid(generator(fixed_noise), samples_dir / f"step_{step:07d}.png")
+                generator.train()
+        log.write(json.dumps(row) + "\n")
+        return row
+
+    train_seconds = 0.0
+    bar = tqdm(range(1, cfg.iterations + 1), desc=name, disable=not cfg.progress, leave=False,
+               mininterval=0.5, dynamic_ncols=True)
+    for step in bar:
+        start = time.perf_counter()
+        i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
+        losses = method.train_step(x_lb[i_lb], y_lb[i_lb], x_ulb[i_ulb])
+        train_seconds += time.perf_counter() - start
+        if step % cfg.log_every == 0:
+            log.write(json.dumps({"method": name, "step": step, **losses}) + "\n")
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        if step % cfg.eval_every == 0 or step == cfg.iterations:
+            bar.set_postfix(val=f"{snapshot(step)['val']:.3f}", refresh=False)
+        log.flush()
+    bar.close()
+
+    result: dict[str, Any] = {k: accuracy(method.classifier, v.x, v.y) for k, v in data.evals.items()}
+    result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations)
+    for part, module in method.modules().items():
+        save_weights(module, run_dir / f"{name}_{part}.safetensors", config=cfg.to_dict(),
+                     shapes={"channels": data.channels, "num_classes": data.num_classes})
+    if generator is not None:
+        save_sample_grid(generator.eval()(fixed_noise).detach(), run_dir / "samples.png")
+    return result
+
+
+def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Train every configured method on the same split; returns (and writes) metrics.json's content.
+
+    `train(data="train.csv", n_labeled=100)` or `train(cfg)`; keyword overrides win over `cfg`.
+    """
+    cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    data = prepare(cfg)
+    run_dir = make_run_dir(cfg.out, overwrite=overwrite)
+    cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
+    metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
+    with open(run_dir / "metrics.jsonl", "w") as log:
+        for name in cfg.methods:
+            metrics["methods"][name] = train_method(name, cfg, data, device, run_dir, log)
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
+    return metrics

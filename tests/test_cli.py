@@ -1,0 +1,127 @@
+"""The CLI end to end on tiny real data (CPU), and every bad input as one line with exit code 2."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import digits28, write_kaggle_csv
+
+FAST = ["--iterations", "12", "--batch-size", "8", "--eval-every", "6", "--log-every", "3", "--no-progress"]
+
+
+def sgan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "sgan", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, digits_csv) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    holdout = write_kaggle_csv(out.parent / "holdout.csv", *[a[:200] for a in (digits28()[0][:, 0], digits28()[1])])
+    r = sgan("train", "--data", str(digits_csv), "--eval", f"holdout={holdout}", "--n-labeled", "20",
+             "--out", str(out), *FAST)
+    assert r.returncode == 0, r.stderr
+    assert "sgan" in r.stdout and "supervised" in r.stdout and "holdout" in r.stdout
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "split.json", "metrics.jsonl", "metrics.json", "losses.png", "samples.png",
+            "sgan_classifier.safetensors", "sgan_generator.safetensors",
+            "supervised_classifier.safetensors"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"protocol", "methods"}
+    assert set(metrics["methods"]) == {"supervised", "sgan"}
+    for m in metrics["methods"].values():
+        assert set(m) == {"val", "holdout", "train_seconds", "iterations"}
+        assert 0 <= m["val"] <= 1 and 0 <= m["holdout"] <= 1 and m["iterations"] == 12
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["labeled"]) == 20
+    assert len(split["validation"]) == pytest.approx(1797 * 0.2, abs=10)
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in steps if "loss_d" in r} == {3, 6, 9, 12}
+    assert list((run_dir / "samples").glob("step_*.png"))
+
+
+def test_same_seed_repeats_exactly(run_dir, digits_csv, tmp_path):
+    holdout = json.loads((run_dir / "config.json").read_text())["eval"]["holdout"]
+    r = sgan("train", "--data", str(digits_csv), "--eval", f"holdout={holdout}", "--n-labeled", "20",
+             "--out", str(tmp_path / "again"), *FAST)
+    assert r.returncode == 0, r.stderr
+    first = json.loads((run_dir / "metrics.json").read_text())["methods"]
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())["methods"]
+    for method in first:
+        assert first[method]["val"] == again[method]["val"]
+        assert first[method]["holdout"] == again[method]["holdout"]
+
+
+def test_predict_writes_a_kaggle_submission(run_dir, test_csv, tmp_path):
+    out = tmp_path / "submission.csv"
+    r = sgan("predict", str(run_dir), "--data", str(test_csv), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id", "label"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1000, 1050))
+    assert all(0 <= int(r[1]) <= 9 for r in rows[1:])
+
+
+def test_eval_reports_each_method(run_dir, digits_csv):
+    r = sgan("eval", str(run_dir), "--data", str(digits_csv))
+    assert r.returncode == 0, r.stderr
+    lines = dict(line.split("\t")[:2] for line in r.stdout.strip().splitlines())
+    assert set(lines) == {"supervised", "sgan"}
+    assert all(0 <= float(v) <= 1 for v in lines.values())
+
+
+def test_existing_run_folder_is_not_overwritten(run_dir, digits_csv):
+    before = (run_dir / "metrics.json").read_text()
+    r = sgan("train", "--data", str(digits_csv), "--out", str(run_dir), *FAST)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / name).write_text(text)
+    return str(tmp_path / name)
+
+
+PIX = ",".join(f"pixel{i}" for i in range(784))
+ROW = ",".join(["0"] * 784)
+
+
+def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], str]]:
+    images, labels = digits28()
+    big = write_kaggle_csv(tmp_path / "label12.csv", images[:100, 0], np.r_[labels[:99], 12])
+    return {
+        "missing file": (["--data", str(tmp_path / "none.csv")], "none.csv: file not found"),
+        "unknown format": (["--data", _write(tmp_path, "a.json", "{}")], "unknown format"),
+        "csv without label column": (["--data", _write(tmp_path, "id.csv", f"id,{PIX}\n0,{ROW}\n")], "has no labels"),
+        "wrong pixel count": (["--data", _write(tmp_path, "p.csv", "label,a,b\n0,1,2\n")], "not a square image"),
+        "label outside 0..K-1": (["--data", str(big), "--num-classes", "10"], "label 12 is outside 0..9"),
+        "budget above a class": (["--data", str(digits_csv), "--n-labeled", "2000"], "label budget 2000"),
+        "unknown config key": (["--config", _write(tmp_path, "c.toml", "iteratons = 5\n")], "did you mean 'iterations'"),
+        "zero batch size": (["--batch-size", "0"], "batch_size must be positive"),
+        "negative learning rate": (["--lr", "-1"], "lr must be positive"),
+        "output path is a file": (["--out", _write(tmp_path, "file.txt", "x")], "output path is a file"),
+        "unknown preset": (["--preset", "mnist-1m"], "unknown preset"),
+    }
+
+
+def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
+    for case, (args, message) in _cli_cases(tmp_path, digits_csv).items():
+        r = sgan("train", *args, *FAST, "--out", str(tmp_path / "out"), cwd=tmp_path) if "--out" not in args \
+            else sgan("train", *args, *FAST, cwd=tmp_path)
+        assert r.returncode == 2, (case, r.stderr)
+        assert "Traceback" not in r.stderr, case
+        assert message in r.stderr, (case, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
+        assert not (tmp_path / "out" / "metrics.json").exists(), case

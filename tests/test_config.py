@@ -1,0 +1,36 @@
+import pytest
+
+from sgan import SganError
+from sgan.config import Config, read_config_file, resolve
+
+
+def test_file_then_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('iterations = 7\nlr = 0.001\nmethods = ["sgan"]\n')
+    cfg = resolve(read_config_file(str(path)), {"iterations": 9})
+    assert (cfg.iterations, cfg.lr, cfg.methods) == (9, 0.001, ["sgan"])
+
+
+def test_preset_fills_protocol_and_yields_to_overrides():
+    cfg = resolve(overrides={"preset": "kannada-10k", "n_labeled": 1000})
+    assert cfg.val_per_class == 200 and cfg.n_labeled == 1000
+    assert cfg.data.endswith("X_kannada_MNIST_test-idx3-ubyte.gz")
+    assert cfg.eval["holdout"].endswith("X_dig_MNIST-idx3-ubyte.gz")
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"batch_sise": 3}, "did you mean 'batch_size'"),
+    ({"batch_size": "32"}, "must be int"),
+    ({"batch_size": True}, "must be int"),
+    ({"iterations": -1}, "iterations must be positive"),
+    ({"methods": ["sgan", "vae"]}, "unknown method 'vae'"),
+    ({"generator_loss": "wgan"}, "unknown generator_loss"),
+])
+def test_bad_config_values(values, message):
+    with pytest.raises(SganError, match=message):
+        resolve(overrides=values)
+
+
+def test_config_roundtrip():
+    cfg = Config(eval={"holdout": "x.csv"})
+    assert Config(**cfg.to_dict()) == cfg

@@ -1,0 +1,47 @@
+import math
+
+import torch
+
+from sgan import losses
+
+
+def test_real_and_fake_loss_match_hand_computation():
+    # logits [0, 0]: Z = 2, D = 2/3
+    logits = torch.zeros(1, 2)
+    assert math.isclose(losses.real_loss(logits).item(), -math.log(2 / 3), rel_tol=1e-6)
+    assert math.isclose(losses.fake_loss(logits).item(), -math.log(1 / 3), rel_tol=1e-6)
+    # logits [ln 1, ln 3]: Z = 4, D = 4/5
+    logits = torch.log(torch.tensor([[1.0, 3.0]]))
+    assert math.isclose(losses.real_loss(logits).item(), -math.log(4 / 5), rel_tol=1e-6)
+    assert math.isclose(losses.fake_loss(logits).item(), -math.log(1 / 5), rel_tol=1e-6)
+
+
+def test_losses_equal_notebook_head_and_average_over_batch():
+    logits = torch.randn(8, 10, dtype=torch.float64)
+    z = logits.exp().sum(dim=1)
+    d = 1 - 1 / (z + 1)  # the notebook's custom activation
+    assert torch.allclose(losses.real_loss(logits), (-d.log()).mean())
+    assert torch.allclose(losses.fake_loss(logits), (-(1 - d).log()).mean())
+
+
+def test_losses_are_finite_for_extreme_logits():
+    logits = torch.tensor([[1000.0, -1000.0], [-1000.0, -1000.0]], requires_grad=True)
+    for loss in (losses.real_loss(logits), losses.fake_loss(logits)):
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert torch.isfinite(logits.grad).all()
+    # confident real: real loss ~ 0; all logits very low: fake loss ~ 0
+    assert losses.real_loss(torch.tensor([[1000.0, 0.0]])).item() < 1e-6
+    assert losses.fake_loss(torch.tensor([[-1000.0, -1000.0]])).item() < 1e-6
+
+
+def test_supervised_loss_is_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0, 0.0]])
+    expected = -math.log(math.exp(2) / (math.exp(2) + 2))
+    assert math.isclose(losses.supervised_loss(logits, torch.tensor([0])).item(), expected, rel_tol=1e-6)
+
+
+def test_feature_matching_loss_by_hand():
+    real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean [2, 3]
+    fake = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean [1, 1]
+    assert math.isclose(losses.feature_matching_loss(real, fake).item(), (1 + 4) / 2)

@@ -36,7 +36,9 @@ class Config:
     beta1: float = 0.5
     z_dim: int = 100
     generator_loss: str = "nonsaturating"
+    input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
     unlabeled_weight: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the classifier, used to evaluate; 0: off
     log_every: int = 50
     eval_every: int = 500
     seed: int = 0
@@ -51,6 +53,10 @@ class Config:
                 raise SganError(f"config: {name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise SganError(f"config: lr must be positive, got {self.lr}")
+        if self.input_noise < 0:
+            raise SganError(f"config: input_noise must be >= 0, got {self.input_noise}")
+        if not 0 <= self.ema < 1:
+            raise SganError(f"config: ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:
             raise SganError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
         for m in self.methods:

@@ -115,7 +115,7 @@ class SGAN:
 
 
 def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
-    return DigitClassifier(num_classes=num_classes, channels=channels)
+    return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
 
 
 def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device) -> Method:

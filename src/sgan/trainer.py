@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .checkpoint import atomic_write_text, save_weights
@@ -65,7 +66,7 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
         "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
         "iterations": cfg.iterations, "batch_size": cfg.batch_size,
         "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
-        "selection": "final weights", "counts": data.summary,
+        "selection": f"final weights, EMA {cfg.ema}" if cfg.ema else "final weights", "counts": data.summary,
     }
 
 
@@ -78,12 +79,16 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
     x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
     x_val, y_val = data.evals["val"].x, data.evals["val"].y
+    # the network that is evaluated and saved: the classifier itself or its moving average
+    scored = method.classifier
+    if cfg.ema > 0:
+        scored = AveragedModel(method.classifier, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     generator = getattr(method, "generator", None)
     fixed_noise = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     samples_dir = run_dir / "samples"
 
     def snapshot(step: int) -> dict[str, float]:
-        row = {"method": name, "step": step, "val": accuracy(method.classifier, x_val, y_val)}
+        row = {"method": name, "step": step, "val": accuracy(scored, x_val, y_val)}
         if generator is not None:
             samples_dir.mkdir(exist_ok=True)
             with torch.no_grad():
@@ -100,6 +105,8 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         start = time.perf_counter()
         i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
         losses = method.train_step(x_lb[i_lb], y_lb[i_lb], x_ulb[i_ulb])
+        if scored is not method.classifier:
+            scored.update_parameters(method.classifier)
         train_seconds += time.perf_counter() - start
         if step % cfg.log_every == 0:
             log.write(json.dumps({"method": name, "step": step, **losses}) + "\n")
@@ -109,9 +116,10 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         log.flush()
     bar.close()
 
-    result: dict[str, Any] = {k: accuracy(method.classifier, v.x, v.y) for k, v in data.evals.items()}
+    result: dict[str, Any] = {k: accuracy(scored, v.x, v.y) for k, v in data.evals.items()}
     result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations)
-    for part, module in method.modules().items():
+    modules = {**method.modules(), "classifier": getattr(scored, "module", scored)}
+    for part, module in modules.items():
         save_weights(module, run_dir / f"{name}_{part}.safetensors", config=cfg.to_dict(),
                      shapes={"channels": data.channels, "num_classes": data.num_classes})
     if generator is not None:

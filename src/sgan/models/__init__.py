@@ -1,5 +1,5 @@
 """Plain nn.Modules; they know nothing of files or training."""
 
-from .digits import DigitClassifier, DigitGenerator
+from .digits import DigitClassifier, DigitGenerator, GaussianNoise
 
-__all__ = ["DigitClassifier", "DigitGenerator"]
+__all__ = ["DigitClassifier", "DigitGenerator", "GaussianNoise"]

@@ -8,6 +8,20 @@ from torch import nn
 LEAK = 0.01  # Keras LeakyReLU alpha in the notebook
 
 
+class GaussianNoise(nn.Module):
+    """Adds N(0, std^2) noise in training only (Keras' GaussianNoise). On the discriminator's
+    input it is the regulariser Salimans et al. 2016 used for semi-supervised MNIST."""
+
+    def __init__(self, std: float) -> None:
+        super().__init__()
+        self.std = std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.std > 0:
+            return x + self.std * torch.randn_like(x)
+        return x
+
+
 class DigitGenerator(nn.Module):
     """z (B, z_dim) -> images (B, C, 28, 28) in [-1, 1]."""
 
@@ -38,9 +52,11 @@ class DigitClassifier(nn.Module):
     output is not a separate layer: D(x) = Z / (Z + 1) with Z = sum(exp(logits)).
     """
 
-    def __init__(self, *, num_classes: int = 10, channels: int = 1, dropout: float = 0.5) -> None:
+    def __init__(self, *, num_classes: int = 10, channels: int = 1, dropout: float = 0.5,
+                 input_noise: float = 0.0) -> None:
         super().__init__()
         self.core = nn.Sequential(
+            GaussianNoise(input_noise),
             nn.Conv2d(channels, 32, 3, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(LEAK),
             nn.Conv2d(32, 64, 3, stride=2, padding=1),  # 14 -> 7

@@ -118,8 +118,8 @@ def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], s
 
 def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
     for case, (args, message) in _cli_cases(tmp_path, digits_csv).items():
-        r = sgan("train", *args, *FAST, "--out", str(tmp_path / "out"), cwd=tmp_path) if "--out" not in args \
-            else sgan("train", *args, *FAST, cwd=tmp_path)
+        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+        r = sgan("train", *FAST, *out, *args, cwd=tmp_path)  # the case's flags come last and win
         assert r.returncode == 2, (case, r.stderr)
         assert "Traceback" not in r.stderr, case
         assert message in r.stderr, (case, r.stderr)

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoint import atomic_write_text
-from .config import FIELDS, read_config_file, resolve
+from .config import FIELDS, load_run_config, read_config_file, resolve
 from .data import load_images
-from .data.prepare import prepare_images
 from .errors import SganError
-from .evaluate import accuracy, load_run_classifier, predict_logits
+from .evaluate import TrainedClassifier
 from .report import format_table
+from .trainer import default_run_dir, train
 
 HELP = {
     "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, or the bundled 'sklearn-digits'",
@@ -73,8 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .trainer import default_run_dir, train  # torch-heavy imports only when training
-
     overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
     if "eval" in overrides:
         overrides["eval"] = dict(overrides["eval"])
@@ -85,44 +83,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"run folder: {cfg.out}")
 
 
-def _load_for_run(run: str, method: str, data: str):
-    cfg, classifier = load_run_classifier(run, method)
-    images = load_images(data)
-    channels = next(classifier.parameters()).shape[1]
-    if images.images.shape[1] != channels:
-        raise SganError(f"{data}: {images.images.shape[1]}-channel images; the run was trained on {channels}")
-    return classifier, images, prepare_images(images.images, cfg.image_size)
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
-    methods = args.method or _run_methods(args.run)
-    for method in methods:
-        classifier, images, x = _load_for_run(args.run, method, args.data)
-        labels = images.require_labels()
-        if labels.max() >= classifier.head[-1].out_features:
-            raise SganError(f"{args.data}: label {int(labels.max())} is outside the run's classes")
-        import torch
-
-        print(f"{method}\t{accuracy(classifier, x, torch.from_numpy(labels)):.4f}\t{args.data}")
-
-
-def _run_methods(run: str) -> list[str]:
-    from .config import load_run_config
-
-    return load_run_config(run).methods
+    images = load_images(args.data)
+    for method in args.method or load_run_config(args.run).methods:
+        print(f"{method}\t{TrainedClassifier(args.run, method).accuracy(images):.4f}\t{args.data}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    classifier, images, x = _load_for_run(args.run, args.method, args.data)
-    pred = predict_logits(classifier, x).argmax(dim=1).tolist()
+    out = Path(args.out)
+    if out.is_dir():
+        raise SganError(f"{out}: output path is a folder")
+    images = load_images(args.data)
+    pred = TrainedClassifier(args.run, args.method).predict(images).tolist()
     ids = images.ids.tolist() if images.ids is not None else range(len(pred))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["id", "label"])
     writer.writerows(zip(ids, pred))
-    out = Path(args.out)
-    if out.is_dir():
-        raise SganError(f"{out}: output path is a folder")
     atomic_write_text(out, buf.getvalue())
     print(f"wrote {len(pred)} predictions to {out}")
 

@@ -30,7 +30,7 @@ class Config:
     num_classes: int | None = None  # inferred from the labels when unset
     image_size: int = 28
     methods: list[str] = field(default_factory=lambda: list(METHODS))
-    iterations: int = 3000
+    iterations: int = 2000
     batch_size: int = 32
     lr: float = 2e-4
     beta1: float = 0.5

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from .checkpoint import load_weights, read_shapes
-from .config import Config, load_run_config
+from .config import load_run_config
+from .data import ImageSet
+from .data.prepare import prepare_images
 from .errors import SganError
 from .methods import build_classifier
 
@@ -29,13 +31,31 @@ def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict_logits(classifier, x).argmax(dim=1) == y.cpu()).float().mean().item()
 
 
-def load_run_classifier(run_dir: str | Path, method: str) -> tuple[Config, nn.Module]:
-    """The trained classifier of `method` from a run folder, in eval mode on the CPU."""
-    cfg = load_run_config(run_dir)
-    if method not in cfg.methods:
-        raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(cfg.methods)})")
-    path = Path(run_dir) / f"{method}_classifier.safetensors"
-    shapes = read_shapes(path)
-    classifier = build_classifier(cfg, channels=shapes["channels"], num_classes=shapes["num_classes"])
-    load_weights(classifier, path)
-    return cfg, classifier.eval()
+class TrainedClassifier:
+    """A run's trained classifier for one method, and the preprocessing it was trained with."""
+
+    def __init__(self, run_dir: str | Path, method: str) -> None:
+        self.cfg = load_run_config(run_dir)
+        if method not in self.cfg.methods:
+            raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(self.cfg.methods)})")
+        path = Path(run_dir) / f"{method}_classifier.safetensors"
+        shapes = read_shapes(path)
+        self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
+        self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
+        load_weights(self.network, path)
+
+    def inputs(self, images: ImageSet) -> torch.Tensor:
+        if images.images.shape[1] != self.channels:
+            raise SganError(f"{images.source}: {images.images.shape[1]}-channel images; "
+                            f"the run was trained on {self.channels}")
+        return prepare_images(images.images, self.cfg.image_size)
+
+    def predict(self, images: ImageSet) -> torch.Tensor:
+        """Class indices (N,)."""
+        return predict_logits(self.network, self.inputs(images)).argmax(dim=1)
+
+    def accuracy(self, images: ImageSet) -> float:
+        labels = images.require_labels()
+        if labels.max() >= self.num_classes:
+            raise SganError(f"{images.source}: label {int(labels.max())} is outside 0..{self.num_classes - 1}")
+        return (self.predict(images) == torch.from_numpy(labels)).float().mean().item()

@@ -34,3 +34,12 @@ def test_bad_config_values(values, message):
 def test_config_roundtrip():
     cfg = Config(eval={"holdout": "x.csv"})
     assert Config(**cfg.to_dict()) == cfg
+
+
+def test_every_config_key_has_a_documented_flag():
+    from sgan.cli import HELP, build_parser
+    from sgan.config import FIELDS
+
+    assert set(HELP) == set(FIELDS)
+    args = build_parser().parse_args(["train", "--n-labeled", "7", "--eval", "a=b.csv", "--no-progress"])
+    assert (args.n_labeled, args.eval, args.progress) == (7, [("a", "b.csv")], False)

@@ -12,7 +12,9 @@ from typing import Any
 
 from .errors import SganError
 
-METHODS = ("supervised", "sgan")
+# "+aug" methods add random affine augmentation and per-set standardization ("conventional"
+# is the supervised twin with both); see methods.METHOD_SPECS
+METHODS = ("supervised", "conventional", "sgan", "sgan+aug")
 GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
 
 
@@ -29,8 +31,8 @@ class Config:
     val_per_class: int | None = None  # ... or this many validation images per class
     num_classes: int | None = None  # inferred from the labels when unset
     image_size: int = 28
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
-    iterations: int = 2000
+    methods: list[str] = field(default_factory=lambda: ["supervised", "sgan"])
+    iterations: int = 1500
     batch_size: int = 32
     lr: float = 2e-4
     beta1: float = 0.5
@@ -38,6 +40,10 @@ class Config:
     generator_loss: str = "nonsaturating"
     input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
     unlabeled_weight: float = 1.0
+    aug_degrees: float = 10.0  # augmentation: rotation range (+-degrees) ...
+    aug_translate: float = 0.1  # ... shift (+- this fraction of the size) ...
+    aug_scale: float = 0.1  # ... and zoom (1 +- this)
+    adabn: bool = False  # also report accuracy with BatchNorm statistics re-estimated on each eval set
     ema: float = 0.0  # decay of an exponential moving average of the classifier, used to evaluate; 0: off
     log_every: int = 50
     eval_every: int = 500
@@ -55,6 +61,9 @@ class Config:
             raise SganError(f"config: lr must be positive, got {self.lr}")
         if self.input_noise < 0:
             raise SganError(f"config: input_noise must be >= 0, got {self.input_noise}")
+        for name in ("aug_degrees", "aug_translate", "aug_scale"):
+            if getattr(self, name) < 0:
+                raise SganError(f"config: {name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.ema < 1:
             raise SganError(f"config: ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from .checkpoint import load_weights, read_shapes
 from .config import load_run_config
 from .data import ImageSet
 from .data.prepare import prepare_images
+from .data.transforms import standardize
 from .errors import SganError
 from .methods import build_classifier
 
@@ -27,6 +29,22 @@ def predict_logits(classifier: nn.Module, x: torch.Tensor, *, batch_size: int = 
     return out
 
 
+@torch.no_grad()
+def adapt_batchnorm(classifier: nn.Module, x: torch.Tensor, *, batch_size: int = 256) -> nn.Module:
+    """AdaBN: a copy of the classifier whose BatchNorm statistics are re-estimated on the images
+    x (no labels). It looks at the images it will predict, so results using it say so."""
+    adapted = copy.deepcopy(classifier).eval()
+    device = next(adapted.parameters()).device
+    for bn in adapted.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            bn.reset_running_stats()
+            bn.momentum = None  # a plain average over all batches
+            bn.train()  # only the BatchNorm layers: noise and dropout stay off
+    for i in range(0, len(x), batch_size):
+        adapted(x[i:i + batch_size].to(device))
+    return adapted.eval()
+
+
 def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict_logits(classifier, x).argmax(dim=1) == y.cpu()).float().mean().item()
 
@@ -41,6 +59,7 @@ class TrainedClassifier:
         path = Path(run_dir) / f"{method}_classifier.safetensors"
         shapes = read_shapes(path)
         self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
+        self.standardize = shapes.get("standardize")  # [mean, std] for "+aug" methods
         self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
         load_weights(self.network, path)
 
@@ -48,7 +67,10 @@ class TrainedClassifier:
         if images.images.shape[1] != self.channels:
             raise SganError(f"{images.source}: {images.images.shape[1]}-channel images; "
                             f"the run was trained on {self.channels}")
-        return prepare_images(images.images, self.cfg.image_size)
+        x = prepare_images(images.images, self.cfg.image_size)
+        if self.standardize:
+            x = standardize(x, mean=self.standardize[0], std=self.standardize[1])
+        return x
 
     def predict(self, images: ImageSet) -> torch.Tensor:
         """Class indices (N,)."""

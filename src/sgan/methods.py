@@ -7,6 +7,7 @@ one step updates them.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator, Protocol
 
 import torch
@@ -15,6 +16,20 @@ from torch import nn
 from . import losses
 from .config import Config
 from .models import DigitClassifier, DigitGenerator
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    base: str  # "supervised" or "sgan"
+    conventional: bool  # random affine augmentation of training batches + per-set standardization
+
+
+METHOD_SPECS = {
+    "supervised": MethodSpec("supervised", conventional=False),
+    "conventional": MethodSpec("supervised", conventional=True),
+    "sgan": MethodSpec("sgan", conventional=False),
+    "sgan+aug": MethodSpec("sgan", conventional=True),
+}
 
 
 class Method(Protocol):
@@ -124,7 +139,7 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device)
     betas = (cfg.beta1, 0.999)
     opt_d = torch.optim.Adam(classifier.parameters(), lr=cfg.lr, betas=betas)
-    if name == "supervised":
+    if METHOD_SPECS[name].base == "supervised":
         return Supervised(classifier=classifier, opt=opt_d)
     generator = DigitGenerator(z_dim=cfg.z_dim, channels=channels).to(device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=betas)

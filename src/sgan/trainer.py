@@ -18,8 +18,9 @@ from .checkpoint import atomic_write_text, save_weights
 from .config import Config, resolve
 from .data import Prepared, prepare
 from .errors import SganError
-from .evaluate import accuracy
-from .methods import build_method
+from .data.transforms import random_affine
+from .evaluate import accuracy, adapt_batchnorm
+from .methods import METHOD_SPECS, build_method
 from .report import plot_losses, save_sample_grid
 
 
@@ -66,18 +67,28 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
         "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
         "iterations": cfg.iterations, "batch_size": cfg.batch_size,
         "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
-        "selection": f"final weights, EMA {cfg.ema}" if cfg.ema else "final weights", "counts": data.summary,
+        "selection": f"final weights, EMA {cfg.ema}" if cfg.ema else "final weights",
+        "adabn": cfg.adabn, "counts": data.summary,
     }
 
 
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
                  log: TextIO) -> dict[str, Any]:
+    spec = METHOD_SPECS[name]
     torch.manual_seed(cfg.seed)
     method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device)
     gen = torch.Generator().manual_seed(cfg.seed)
     lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
     ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
     x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+    def augment(x: torch.Tensor) -> torch.Tensor:  # training batches only, never evaluation sets
+        if not spec.conventional:
+            return x
+        return random_affine(x, degrees=cfg.aug_degrees, translate=cfg.aug_translate, scale=cfg.aug_scale,
+                             generator=aug_gen)
+
     x_val, y_val = data.evals["val"].x, data.evals["val"].y
     # the network that is evaluated and saved: the classifier itself or its moving average
     scored = method.classifier
@@ -104,7 +115,8 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     for step in bar:
         start = time.perf_counter()
         i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
-        losses = method.train_step(x_lb[i_lb], y_lb[i_lb], x_ulb[i_ulb])
+        x_ulb_batch = augment(x_ulb[i_ulb]) if spec.base == "sgan" else x_ulb[i_ulb]  # supervised ignores it
+        losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
         if scored is not method.classifier:
             scored.update_parameters(method.classifier)
         train_seconds += time.perf_counter() - start
@@ -117,13 +129,16 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     bar.close()
 
     result: dict[str, Any] = {k: accuracy(scored, v.x, v.y) for k, v in data.evals.items()}
+    if cfg.adabn:  # reported under its own key: it looks at the evaluation images
+        result.update({f"{k}+adabn": accuracy(adapt_batchnorm(scored, v.x), v.x, v.y) for k, v in data.evals.items()})
     result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations)
     modules = {**method.modules(), "classifier": getattr(scored, "module", scored)}
     for part, module in modules.items():
         save_weights(module, run_dir / f"{name}_{part}.safetensors", config=cfg.to_dict(),
-                     shapes={"channels": data.channels, "num_classes": data.num_classes})
-    if generator is not None:
-        save_sample_grid(generator.eval()(fixed_noise).detach(), run_dir / "samples.png")
+                     shapes={"channels": data.channels, "num_classes": data.num_classes,
+                             "standardize": list(data.pool_stats) if spec.conventional else None})
+    if generator is not None:  # the last step always took a snapshot
+        shutil.copyfile(samples_dir / f"step_{cfg.iterations:07d}.png", run_dir / "samples.png")
     return result
 
 
@@ -142,9 +157,11 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: An
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
     metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
+    standardized = data.standardized() if any(METHOD_SPECS[m].conventional for m in cfg.methods) else None
     with open(run_dir / "metrics.jsonl", "w") as log:
         for name in cfg.methods:
-            metrics["methods"][name] = train_method(name, cfg, data, device, run_dir, log)
+            method_data = standardized if METHOD_SPECS[name].conventional else data
+            metrics["methods"][name] = train_method(name, cfg, method_data, device, run_dir, log)
     plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
     return metrics

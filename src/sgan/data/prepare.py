@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ from ..errors import SganError
 from .imageset import ImageSet
 from .readers import load_images
 from .splits import Split, split_pool
-from .transforms import resize, to_model_range
+from .transforms import resize, set_stats, standardize, to_model_range
 
 
 @dataclass
@@ -29,7 +30,20 @@ class Prepared:
     num_classes: int
     channels: int
     split: Split
+    pool_stats: tuple[float, float]  # pixel mean, std of the whole pool in model range
     summary: dict[str, int] = field(default_factory=dict)
+
+    def standardized(self) -> "Prepared":
+        """Every set (labeled, unlabeled, each evaluation set) shifted and scaled from its own
+        pixel mean/std to the pool's; labels are not used."""
+        mean, std = self.pool_stats
+
+        def fix(x: torch.Tensor) -> torch.Tensor:
+            return standardize(x, mean=mean, std=std)
+
+        return dataclasses.replace(
+            self, labeled=LabeledTensors(fix(self.labeled.x), self.labeled.y), x_ulb=fix(self.x_ulb),
+            evals={k: LabeledTensors(fix(v.x), v.y) for k, v in self.evals.items()})
 
 
 def _check_range(labels: np.ndarray, num_classes: int, source: str) -> None:
@@ -80,6 +94,7 @@ def prepare(cfg: Config) -> Prepared:
         num_classes=num_classes,
         channels=channels,
         split=split,
+        pool_stats=set_stats(prepare_images(pool.images, size)),
         summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
                  **{name: len(s) for name, s in sets.items()}},
     )

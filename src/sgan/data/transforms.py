@@ -26,3 +26,31 @@ def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8, the inverse of to_model_range (for sample grids)."""
     return ((x.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def set_stats(x: torch.Tensor) -> tuple[float, float]:
+    """Pixel mean and std of a whole set (N, C, H, W), from its own pixels only."""
+    x64 = x.double()
+    return x64.mean().item(), x64.std().item()
+
+
+def standardize(x: torch.Tensor, *, mean: float, std: float) -> torch.Tensor:
+    """Shift and scale a set so that its own pixel mean/std become `mean`/`std`: a set from
+    another scanner or pen lands on the training set's intensity scale (no labels used)."""
+    own_mean, own_std = set_stats(x)
+    return (x - own_mean) / max(own_std, 1e-8) * std + mean
+
+
+def random_affine(x: torch.Tensor, *, degrees: float, translate: float, scale: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """A different small rotation (+-degrees), shift (+-translate of the size) and zoom
+    (1 +- scale) for every image of the batch (B, C, H, W); edges repeat the border pixels."""
+    b = len(x)
+    rand = torch.rand(b, 4, generator=generator).to(x.device) * 2 - 1  # (B, 4) in [-1, 1]
+    angle = rand[:, 0] * degrees * torch.pi / 180
+    zoom = 1 + rand[:, 1] * scale
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, rand[:, 2] * translate * 2], dim=1),
+                         torch.stack([sin, cos, rand[:, 3] * translate * 2], dim=1)], dim=1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

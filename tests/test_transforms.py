@@ -1,0 +1,39 @@
+import numpy as np
+import torch
+
+from sgan.data.transforms import random_affine, resize, set_stats, standardize, to_model_range, to_uint8
+
+
+def test_model_range_roundtrip():
+    u8 = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    x = to_model_range(u8)
+    assert x.min() == -1 and x.max() == 1
+    assert torch.equal(to_uint8(x), u8)
+
+
+def test_resize_keeps_uint8_and_is_noop_at_size():
+    img = np.random.default_rng(0).integers(0, 256, (2, 1, 8, 8), dtype=np.uint8)
+    assert resize(img, 8) is img
+    out = resize(img, 28)
+    assert out.shape == (2, 1, 28, 28) and out.dtype == np.uint8
+
+
+def test_standardize_matches_hand_computation():
+    x = torch.tensor([0.0, 2.0, 4.0, 6.0]).view(1, 1, 2, 2)  # mean 3, sample std sqrt(20/3)
+    out = standardize(x, mean=1.0, std=2.0)
+    expected = (x - 3.0) / (20 / 3) ** 0.5 * 2.0 + 1.0
+    assert torch.allclose(out, expected)
+    mean, std = set_stats(out)
+    assert abs(mean - 1.0) < 1e-6 and abs(std - 2.0) < 1e-6
+
+
+def test_random_affine_changes_each_image_differently_and_is_seeded():
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0  # the same bar in every image
+    a = random_affine(x, degrees=15, translate=0.1, scale=0.1, generator=torch.Generator().manual_seed(0))
+    b = random_affine(x, degrees=15, translate=0.1, scale=0.1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert a.shape == x.shape and not torch.equal(a, x)
+    assert not torch.equal(a[0], a[1])  # per-image parameters
+    identity = random_affine(x, degrees=0, translate=0, scale=0)
+    assert torch.allclose(identity, x, atol=1e-5)

@@ -125,3 +125,16 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
         assert message in r.stderr, (case, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
         assert not (tmp_path / "out" / "metrics.json").exists(), case
+
+
+def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'data = "{digits_csv}"\nmethods = ["supervised"]\niterations = 2\nbatch_size = 8\n'
+                      "[sweep]\nbudgets = [20]\nseeds = [0, 1]\n")
+    r = sgan("sweep", "--config", str(config), "--no-progress", "--out", str(tmp_path / "sw"))
+    assert r.returncode == 0, r.stderr
+    assert "| 20 | supervised | - |" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "sw" / "runs").iterdir()) == ["n20_pool_seed0", "n20_pool_seed1"]
+    config.write_text('iterations = 2\n[sweep]\nbudget = [20]\n')
+    r = sgan("sweep", "--config", str(config), "--out", str(tmp_path / "sw2"))
+    assert r.returncode == 2 and "unknown [sweep] key 'budget'" in r.stderr and "Traceback" not in r.stderr

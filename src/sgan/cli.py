@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .checkpoint import atomic_write_text
 from .config import FIELDS, load_run_config, read_config_file, resolve
 from .data import load_images
 from .errors import SganError
-from .evaluate import TrainedClassifier
+from .evaluate import TrainedClassifier, write_submission
 from .report import format_table
+from .sweep import Sweep, run_sweep
 from .trainer import default_run_dir, train
 
+SWEEP_KEYS = ("budgets", "seeds", "sources", "workers")
+
 HELP = {
-    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, or the bundled 'sklearn-digits'",
+    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, a Kaggle folder (train.csv, "
+            "test.csv, Dig-MNIST.csv), or the bundled 'sklearn-digits'",
     "val_data": "a separate labeled validation file (instead of a split of --data)",
-    "unlabeled": "unlabeled source: a file, or the name of an --eval set (transductive)",
+    "unlabeled": "unlabeled source: a file, the name of an --eval set (transductive), or 'test'",
     "eval": "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv",
+    "test_data": "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder sets it)",
+    "submit": "write submission.csv for --test-data from the method best on validation",
     "preset": "a protocol from BENCHMARK.md: kannada-10k",
     "n_labeled": "class-balanced labeled budget (default 100)",
     "val_fraction": "stratified validation share of --data (default 0.2)",
@@ -60,9 +63,11 @@ def _parse_pair(text: str) -> tuple[str, str]:
     return name, path
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
     """One flag per Config field; only flags given on the command line become overrides."""
     for f in FIELDS.values():
+        if f.name in skip:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).removesuffix(" | None")
         kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
@@ -83,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="a .toml or .json file of config keys")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     add_config_flags(train)
+    sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
+    sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
+                    "of budgets, seeds, sources, workers")
+    sw.add_argument("--budgets", nargs="+", type=int, help="label budgets (default 100 1000 4000)")
+    sw.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
+    sw.add_argument("--sources", nargs="+", help="unlabeled sources: pool, an --eval name or a file (default pool)")
+    sw.add_argument("--workers", type=int, help="cells trained at once, in worker processes (default 1)")
+    sw.add_argument("--out", default="sweeps/latest", help="sweep folder (default sweeps/latest)")
+    add_config_flags(sw, skip=("n_labeled", "seed", "unlabeled", "out"))
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")
     ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ)")
@@ -95,15 +109,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k != "out"}
     if "eval" in overrides:
         overrides["eval"] = dict(overrides["eval"])
+    return overrides
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    overrides = _overrides(args) | ({"out": args.out} if "out" in args else {})
     cfg = resolve(read_config_file(args.config) if args.config else {}, overrides)
     cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_dir()))
     metrics = train(cfg, overwrite=args.overwrite)
     print(format_table(metrics))
     print(f"run folder: {cfg.out}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    values = read_config_file(args.config, section="sweep") if args.config else {}
+    table = values.pop("sweep", {})
+    base = {**values, **_overrides(args)}
+    resolve(base)  # every key and value checked before any cell starts
+    sweep = Sweep(base=base, out=args.out, **{k: v for k, v in table.items() if k in SWEEP_KEYS})
+    for key in SWEEP_KEYS:
+        if getattr(args, key) is not None:
+            setattr(sweep, key, getattr(args, key))
+    unknown = set(table) - set(SWEEP_KEYS)
+    if unknown:
+        raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_KEYS)}")
+    if sweep.workers < 1:
+        raise SganError(f"sweep: workers must be positive, got {sweep.workers}")
+    run_sweep(sweep)
+    print((Path(sweep.out) / "table_val.md").read_text(), end="")
+    print(f"sweep folder: {sweep.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -118,19 +156,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise SganError(f"{out}: output path is a folder")
     images = load_images(args.data)
     pred = TrainedClassifier(args.run, args.method).predict(images).tolist()
-    ids = images.ids.tolist() if images.ids is not None else range(len(pred))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    writer.writerows(zip(ids, pred))
-    atomic_write_text(out, buf.getvalue())
+    write_submission(out, images, pred)
     print(f"wrote {len(pred)} predictions to {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
+        {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)
         return 2

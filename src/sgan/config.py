@@ -20,11 +20,13 @@ GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
 
 @dataclass
 class Config:
-    # data: a file (Kaggle CSV, IDX, NPZ) or the bundled "sklearn-digits"
+    # data: a file (Kaggle CSV, IDX, NPZ), a Kaggle folder, or the bundled "sklearn-digits"
     data: str = "sklearn-digits"
     val_data: str | None = None  # a separate validation file instead of a split of `data`
-    unlabeled: str | None = None  # a separate unlabeled source: a file or the name of an eval set
+    unlabeled: str | None = None  # a separate unlabeled source: a file, an eval-set name, or "test"
     eval: dict[str, str] = field(default_factory=dict)  # extra evaluation sets, name -> file
+    test_data: str | None = None  # images to label for a submission (Kaggle test.csv with ids)
+    submit: bool = False  # write submission.csv for test_data from the method best on validation
     preset: str | None = None  # a protocol from BENCHMARK.md, e.g. "kannada-10k"
     n_labeled: int = 100  # class-balanced labeled budget
     val_fraction: float = 0.2  # stratified validation share of `data` ...
@@ -61,6 +63,8 @@ class Config:
             raise SganError(f"config: lr must be positive, got {self.lr}")
         if self.input_noise < 0:
             raise SganError(f"config: input_noise must be >= 0, got {self.input_noise}")
+        if self.submit and not self.test_data:
+            raise SganError("config: submit needs test_data (the images to label)")
         for name in ("aug_degrees", "aug_translate", "aug_scale"):
             if getattr(self, name) < 0:
                 raise SganError(f"config: {name} must be >= 0, got {getattr(self, name)}")
@@ -112,7 +116,9 @@ def check_types(values: dict[str, Any], where: str) -> None:
             raise SganError(f"{where}: config key {key!r} must be {kind}, got {value!r}")
 
 
-def read_config_file(path: str) -> dict[str, Any]:
+def read_config_file(path: str, *, section: str | None = None) -> dict[str, Any]:
+    """Config keys from a .toml/.json file; with `section` (e.g. "sweep"), that table is
+    returned under its name, unchecked, for its command to read."""
     p = Path(path)
     if not p.is_file():
         raise SganError(f"{path}: config file not found")
@@ -125,14 +131,15 @@ def read_config_file(path: str) -> dict[str, Any]:
             raise SganError(f"{path}: config file must be .toml or .json")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SganError(f"{path}: cannot parse config file: {e}") from None
+    extra = values.pop(section, None) if section else None
     check_keys(values, path)
     check_types(values, path)
-    return values
+    return values if extra is None else {**values, section: extra}
 
 
 def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the preset named anywhere, then the file, then overrides."""
-    from .data.presets import preset_values  # presets know data; config does not
+    from .data.presets import kaggle_layout, preset_values  # presets know data; config does not
 
     file_values, overrides = file_values or {}, overrides or {}
     check_keys(overrides, "command line")
@@ -143,6 +150,10 @@ def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any]
         values.update(preset_values(preset))
     values.update(file_values)
     values.update(overrides)
+    layout = kaggle_layout(values.get("data", Config.data))
+    if layout:  # a Kaggle folder: its files take their roles unless set explicitly
+        values = {**layout, **values, "data": layout["data"],
+                  "eval": {**layout["eval"], **values.get("eval", {})}}
     return Config(**values).validate()
 
 

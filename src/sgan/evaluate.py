@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import csv
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import load_weights, read_shapes
+from .checkpoint import atomic_write_text, load_weights, read_shapes
 from .config import load_run_config
 from .data import ImageSet
 from .data.prepare import prepare_images
@@ -81,3 +83,13 @@ class TrainedClassifier:
         if labels.max() >= self.num_classes:
             raise SganError(f"{images.source}: label {int(labels.max())} is outside 0..{self.num_classes - 1}")
         return (self.predict(images) == torch.from_numpy(labels)).float().mean().item()
+
+
+def write_submission(out: Path, images: ImageSet, labels: list[int]) -> None:
+    """Kaggle's `id,label` CSV; rows are numbered from 0 when the file had no id column."""
+    ids = images.ids.tolist() if images.ids is not None else range(len(labels))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "label"])
+    writer.writerows(zip(ids, labels))
+    atomic_write_text(out, buf.getvalue())

@@ -34,7 +34,8 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
     axes[0].set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
     axes[1].set(xlabel="iteration", ylabel="accuracy", title="validation accuracy")
     for ax in axes:
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
@@ -51,3 +52,24 @@ def format_table(metrics: dict) -> str:
              for name, m in methods.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def plot_budget_curves(rows: list[dict], out: Path) -> None:
+    """Accuracy against label budget, one line per method and unlabeled source, one panel per
+    evaluation set (validation and holdout side by side)."""
+    sets = sorted({r["eval_set"] for r in rows}, key=lambda s: (s != "val", s))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
+    for ax, eval_set in zip(axes[0], sets):
+        sel = [r for r in rows if r["eval_set"] == eval_set]
+        for method, source in sorted({(r["method"], r["unlabeled"]) for r in sel}):
+            line = sorted((r for r in sel if r["method"] == method and r["unlabeled"] == source),
+                          key=lambda r: r["n_labeled"])
+            label = method if source == "-" else f"{method} (unlabeled: {source})"
+            ax.errorbar([r["n_labeled"] for r in line], [100 * r["mean"] for r in line],
+                        yerr=[100 * r["std"] for r in line], marker="o", capsize=3, label=label)
+        ax.set(xscale="log", xlabel="labeled images", ylabel="accuracy %", title=eval_set)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from .checkpoint import atomic_write_text, save_weights
 from .config import Config, resolve
-from .data import Prepared, prepare
+from .data import Prepared, load_images, prepare
 from .errors import SganError
 from .data.transforms import random_affine
-from .evaluate import accuracy, adapt_batchnorm
+from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, write_submission
 from .methods import METHOD_SPECS, build_method
 from .report import plot_losses, save_sample_grid
 
@@ -163,5 +163,10 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: An
             method_data = standardized if METHOD_SPECS[name].conventional else data
             metrics["methods"][name] = train_method(name, cfg, method_data, device, run_dir, log)
     plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
+    if cfg.submit:
+        best = max(metrics["methods"], key=lambda m: metrics["methods"][m]["val"])
+        test = load_images(cfg.test_data)
+        write_submission(run_dir / "submission.csv", test, TrainedClassifier(run_dir, best).predict(test).tolist())
+        metrics["protocol"]["submission_method"] = best
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
     return metrics

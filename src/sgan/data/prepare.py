@@ -78,6 +78,10 @@ def prepare(cfg: Config) -> Prepared:
         unlabeled = pool.subset(split.unlabeled)
     elif cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
         unlabeled = extra[cfg.unlabeled]
+    elif cfg.unlabeled == "test":  # the submission images: transductive too
+        if not cfg.test_data:
+            raise SganError("unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
+        unlabeled = load_images(cfg.test_data)
     else:
         unlabeled = load_images(cfg.unlabeled)
     sets = {"val": val_set or pool.subset(split.validation), **extra}

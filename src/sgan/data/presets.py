@@ -32,6 +32,20 @@ def kannada_10k() -> dict[str, Any]:
     }
 
 
+def kaggle_layout(data: str) -> dict[str, Any] | None:
+    """A Kaggle Kannada-MNIST folder: train.csv is the labeled pool, Dig-MNIST.csv the holdout,
+    test.csv the submission set (any of them can be the unlabeled source)."""
+    folder = Path(data)
+    if not (folder.is_dir() and (folder / "train.csv").is_file()):
+        return None
+    values: dict[str, Any] = {"data": str(folder / "train.csv"), "eval": {}}
+    if (folder / "Dig-MNIST.csv").is_file():
+        values["eval"]["holdout"] = str(folder / "Dig-MNIST.csv")
+    if (folder / "test.csv").is_file():
+        values["test_data"] = str(folder / "test.csv")
+    return values
+
+
 PRESETS = {"kannada-10k": kannada_10k}
 
 

@@ -1,0 +1,127 @@
+"""Label budgets x unlabeled sources x seeds, each cell one `train` run with every method.
+
+Cells run in worker processes, a finished cell (its metrics.json exists) is skipped, so a rerun
+resumes. Then one table per evaluation set (Markdown and CSV, mean +- std over seeds) and a plot
+of accuracy against label budget.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+from .errors import SganError
+from .methods import METHOD_SPECS
+
+POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
+
+
+@dataclass
+class Sweep:
+    base: dict[str, Any]  # config values shared by every cell (preset, iterations, methods, ...)
+    budgets: list[int] = field(default_factory=lambda: [100, 1000, 4000])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    sources: list[str] = field(default_factory=lambda: [POOL])  # "pool", an eval-set name, or a file
+    workers: int = 1
+    out: str = "sweeps/latest"
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One config per cell; methods that ignore unlabeled images run with the pool source only."""
+        methods = self.base.get("methods") or list(METHOD_SPECS)
+        cells = []
+        for source in self.sources:
+            cell_methods = methods if source == POOL else [m for m in methods if METHOD_SPECS[m].base == "sgan"]
+            if not cell_methods:
+                continue
+            for n in self.budgets:
+                for seed in self.seeds:
+                    name = f"n{n}_{Path(source).stem}_seed{seed}"
+                    cells.append({**self.base, "methods": cell_methods, "n_labeled": n, "seed": seed,
+                                  "unlabeled": None if source == POOL else source, "progress": False,
+                                  "out": str(Path(self.out) / "runs" / name)})
+        return cells
+
+
+def _run_cell(values: dict[str, Any], threads: int) -> str:
+    import torch
+
+    from .trainer import train
+
+    torch.set_num_threads(threads)
+    try:
+        train(overwrite=True, **values)  # a cell without metrics.json is unfinished: start it over
+    except SganError as e:
+        return f"{values['out']}: {e}"
+    return ""
+
+
+def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
+    todo = [c for c in sweep.cells() if not (Path(c["out"]) / "metrics.json").is_file()]
+    threads = max(1, (os.cpu_count() or 1) // sweep.workers)
+    if todo:
+        from tqdm import tqdm
+
+        ctx = multiprocessing.get_context("spawn")  # no forked torch state in the workers
+        with ProcessPoolExecutor(max_workers=sweep.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_run_cell, c, threads) for c in todo]
+            for f in tqdm(futures, desc=f"sweep ({len(todo)} cells to run)", disable=not sweep.base.get("progress", True)):
+                if error := f.result():
+                    raise SganError(error)
+    results = [json.loads((Path(c["out"]) / "metrics.json").read_text()) for c in sweep.cells()]
+    write_report(results, Path(sweep.out))
+    return results
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of (eval set, budget, source, method) with per-seed values, mean and std."""
+    groups: dict[tuple, list[tuple[int, float]]] = {}
+    for r in results:
+        p = r["protocol"]
+        for method, m in r["methods"].items():
+            uses_unlabeled = METHOD_SPECS[method].base == "sgan"
+            source = p["unlabeled"] if uses_unlabeled else "-"
+            for key, value in m.items():
+                if key not in ("train_seconds", "iterations"):
+                    groups.setdefault((key, p["n_labeled"], source, p["transductive"] and uses_unlabeled,
+                                       method, p["iterations"]), []).append((p["seed"], value))
+    rows = []
+    for (eval_set, n, source, transductive, method, iterations), values in sorted(groups.items()):
+        accs = [v for _, v in values]
+        rows.append({"eval_set": eval_set, "n_labeled": n, "unlabeled": source, "transductive": transductive,
+                     "method": method, "iterations": iterations, "seeds": [s for s, _ in values],
+                     "values": accs, "mean": statistics.fmean(accs),
+                     "std": statistics.stdev(accs) if len(accs) > 1 else 0.0})
+    return rows
+
+
+def write_report(results: list[dict[str, Any]], out: Path) -> None:
+    rows = summarize(results)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2))
+    for eval_set in sorted({r["eval_set"] for r in rows}):
+        sel = [r for r in rows if r["eval_set"] == eval_set]
+        lines = [f"| n labeled | method | unlabeled | {eval_set} acc % (mean +- std) | seeds | iterations |",
+                 "|---:|---|---|---:|---|---:|"]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"])
+        for r in sel:
+            unl = r["unlabeled"] + (" (transductive)" if r["transductive"] else "")
+            lines.append(f"| {r['n_labeled']} | {r['method']} | {unl} | {100 * r['mean']:.2f} +- "
+                         f"{100 * r['std']:.2f} | {','.join(map(str, r['seeds']))} | {r['iterations']} |")
+            writer.writerow([r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
+                             f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])])
+        atomic_write_text(out / f"table_{eval_set}.md", "\n".join(lines) + "\n")
+        atomic_write_text(out / f"table_{eval_set}.csv", buf.getvalue())
+    from .report import plot_budget_curves
+
+    plot_budget_curves(rows, out / "accuracy_vs_budget.png")

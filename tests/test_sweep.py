@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+
+from conftest import digits28, write_kaggle_csv
+from sgan.sweep import Sweep, run_sweep
+
+
+def test_sweep_tables_and_resume(digits_csv, tmp_path):
+    images, labels = digits28()
+    holdout = write_kaggle_csv(tmp_path / "holdout.csv", images[::7, 0], labels[::7])
+    base = {"data": str(digits_csv), "eval": {"holdout": str(holdout)}, "iterations": 3, "batch_size": 8,
+            "eval_every": 3, "log_every": 3, "progress": False}
+    sweep = Sweep(base=base, budgets=[20, 40], seeds=[0, 1], sources=["pool", "holdout"], workers=2,
+                  out=str(tmp_path / "sweep"))
+    run_sweep(sweep)
+    out = tmp_path / "sweep"
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 2 * 2 * 2
+    # methods that ignore unlabeled images are trained once per budget and seed, with the pool
+    holdout_cell = json.loads((out / "runs" / "n20_holdout_seed0" / "metrics.json").read_text())
+    assert list(holdout_cell["methods"]) == ["sgan", "sgan+aug"]
+    assert holdout_cell["protocol"]["transductive"] is True
+    rows = json.loads((out / "summary.json").read_text())
+    val = [r for r in rows if r["eval_set"] == "val"]
+    assert len(val) == 2 * (4 + 2)  # budgets x (4 methods with the pool + 2 SGAN methods with the holdout)
+    for r in val:
+        assert r["seeds"] == [0, 1] and np.isclose(r["mean"], np.mean(r["values"]))
+    md = (out / "table_holdout.md").read_text()
+    assert "holdout (transductive)" in md and "| 40 | conventional | - |" in md
+    assert (out / "table_holdout.csv").read_text().startswith("n_labeled,method,unlabeled")
+    assert (out / "accuracy_vs_budget.png").stat().st_size > 0
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
+    (out / "runs" / "n40_pool_seed1" / "metrics.json").unlink()  # as if that cell had been killed
+    run_sweep(sweep)
+    for p, t in mtimes.items():
+        if p.parent.name != "n40_pool_seed1":
+            assert p.stat().st_mtime_ns == t, f"{p} was retrained"
+    assert (out / "runs" / "n40_pool_seed1" / "metrics.json").is_file()
+
+
+def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
+    from sgan import train
+    from sgan.config import resolve
+
+    folder = tmp_path / "kannada"
+    folder.mkdir()
+    images, labels = digits28()
+    (folder / "train.csv").write_bytes(digits_csv.read_bytes())
+    (folder / "test.csv").write_bytes(test_csv.read_bytes())
+    write_kaggle_csv(folder / "Dig-MNIST.csv", images[:100, 0], labels[:100])
+    cfg = resolve(overrides={"data": str(folder)})
+    assert cfg.data == str(folder / "train.csv")
+    assert cfg.eval == {"holdout": str(folder / "Dig-MNIST.csv")}
+    assert cfg.test_data == str(folder / "test.csv")
+    for source in ("test", "holdout", None):
+        out = tmp_path / f"run_{source}"
+        m = train(data=str(folder), unlabeled=source, submit=True, n_labeled=20, iterations=2, batch_size=8,
+                  progress=False, out=str(out))
+        assert set(m["methods"]["sgan"]) >= {"val", "holdout"}
+        assert m["protocol"]["transductive"] is (source == "holdout")
+        assert m["protocol"]["submission_method"] in ("supervised", "sgan")
+        rows = (out / "submission.csv").read_text().splitlines()
+        assert rows[0] == "id,label" and [int(r.split(",")[0]) for r in rows[1:]] == list(range(1000, 1050))
+        expected_unlabeled = {"test": 50, "holdout": 100, None: 1797 - 20 - 359}[source]
+        assert m["protocol"]["counts"]["unlabeled"] == expected_unlabeled

@@ -24,6 +24,9 @@ from .methods import METHOD_SPECS, build_method
 from .report import plot_losses, save_sample_grid
 
 
+SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
+
+
 class IndexStream:
     """Endless random batches of indices: a fresh permutation each pass over the data."""
 
@@ -110,6 +113,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         return row
 
     train_seconds = 0.0
+    shown: dict[str, str] = {}  # the progress bar's short summary
     bar = tqdm(range(1, cfg.iterations + 1), desc=name, disable=not cfg.progress, leave=False,
                mininterval=0.5, dynamic_ncols=True)
     for step in bar:
@@ -122,9 +126,11 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         train_seconds += time.perf_counter() - start
         if step % cfg.log_every == 0:
             log.write(json.dumps({"method": name, "step": step, **losses}) + "\n")
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            shown.update({k.removeprefix("loss_"): f"{losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses})
+            bar.set_postfix(shown, refresh=False)
         if step % cfg.eval_every == 0 or step == cfg.iterations:
-            bar.set_postfix(val=f"{snapshot(step)['val']:.3f}", refresh=False)
+            shown["val"] = f"{snapshot(step)['val']:.3f}"
+            bar.set_postfix(shown, refresh=False)
         log.flush()
     bar.close()
 

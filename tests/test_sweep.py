@@ -65,3 +65,16 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
         assert rows[0] == "id,label" and [int(r.split(",")[0]) for r in rows[1:]] == list(range(1000, 1050))
         expected_unlabeled = {"test": 50, "holdout": 100, None: 1797 - 20 - 359}[source]
         assert m["protocol"]["counts"]["unlabeled"] == expected_unlabeled
+
+
+def test_verdict_compares_best_sgan_with_best_plain_method():
+    from sgan.sweep import verdict
+
+    def row(method, source, mean):
+        return {"eval_set": "val", "n_labeled": 100, "unlabeled": source, "transductive": source == "holdout",
+                "method": method, "mean": mean, "std": 0.01, "seeds": [0, 1], "values": [mean, mean]}
+
+    text = verdict([row("supervised", "-", 0.80), row("conventional", "-", 0.90),
+                    row("sgan", "pool", 0.85), row("sgan+aug", "pool", 0.93), row("sgan", "holdout", 0.70)])
+    assert "| val | 100 | pool | sgan+aug 93.00 +- 1.00 | conventional 90.00 +- 1.00 | +3.00 |" in text
+    assert "| val | 100 | holdout (transductive) | sgan 70.00 +- 1.00 | conventional 90.00 +- 1.00 | -20.00 |" in text

@@ -57,7 +57,7 @@ def format_table(metrics: dict) -> str:
 def plot_budget_curves(rows: list[dict], out: Path) -> None:
     """Accuracy against label budget, one line per method and unlabeled source, one panel per
     evaluation set (validation and holdout side by side)."""
-    sets = sorted({r["eval_set"] for r in rows}, key=lambda s: (s != "val", s))
+    sets = sorted({r["eval_set"] for r in rows}, key=lambda s: (s.endswith("+adabn"), not s.startswith("val"), s))
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     for ax, eval_set in zip(axes[0], sets):
         sel = [r for r in rows if r["eval_set"] == eval_set]

@@ -103,6 +103,13 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def fmt(row: dict[str, Any]) -> str:
+    """Mean +- std in percent; a single seed has no spread to show."""
+    if len(row["values"]) < 2:
+        return f"{100 * row['mean']:.2f} (1 seed)"
+    return f"{100 * row['mean']:.2f} +- {100 * row['std']:.2f}"
+
+
 def write_report(results: list[dict[str, Any]], out: Path) -> None:
     rows = summarize(results)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,12 +123,34 @@ def write_report(results: list[dict[str, Any]], out: Path) -> None:
         writer.writerow(["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"])
         for r in sel:
             unl = r["unlabeled"] + (" (transductive)" if r["transductive"] else "")
-            lines.append(f"| {r['n_labeled']} | {r['method']} | {unl} | {100 * r['mean']:.2f} +- "
-                         f"{100 * r['std']:.2f} | {','.join(map(str, r['seeds']))} | {r['iterations']} |")
+            lines.append(f"| {r['n_labeled']} | {r['method']} | {unl} | {fmt(r)} | "
+                         f"{','.join(map(str, r['seeds']))} | {r['iterations']} |")
             writer.writerow([r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
                              f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])])
         atomic_write_text(out / f"table_{eval_set}.md", "\n".join(lines) + "\n")
         atomic_write_text(out / f"table_{eval_set}.csv", buf.getvalue())
+    atomic_write_text(out / "verdict.md", verdict(rows))
     from .report import plot_budget_curves
 
     plot_budget_curves(rows, out / "accuracy_vs_budget.png")
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    """For each evaluation set, budget and unlabeled source: the best SGAN variant against the
+    best method that uses no generator (both by mean over seeds), with their spreads."""
+    lines = ["| eval set | n labeled | unlabeled | best SGAN variant | best non-GAN method | difference (points) |",
+             "|---|---:|---|---|---|---:|"]
+    for eval_set in sorted({r["eval_set"] for r in rows}):
+        for n in sorted({r["n_labeled"] for r in rows}):
+            cell = [r for r in rows if r["eval_set"] == eval_set and r["n_labeled"] == n]
+            plain = [r for r in cell if METHOD_SPECS[r["method"]].base != "sgan"]
+            for source in sorted({r["unlabeled"] for r in cell} - {"-"}):
+                gans = [r for r in cell if r["unlabeled"] == source]
+                if not gans or not plain:
+                    continue
+                g, p = max(gans, key=lambda r: r["mean"]), max(plain, key=lambda r: r["mean"])
+                unl = source + (" (transductive)" if g["transductive"] else "")
+                lines.append(f"| {eval_set} | {n} | {unl} | {g['method']} {fmt(g)} | {p['method']} {fmt(p)} | "
+                             f"{100 * (g['mean'] - p['mean']):+.2f} |")
+    seeds = sorted({s for r in rows for s in r["seeds"]})
+    return "\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds.\n"

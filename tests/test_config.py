@@ -25,6 +25,7 @@ def test_preset_fills_protocol_and_yields_to_overrides():
     ({"iterations": -1}, "iterations must be positive"),
     ({"methods": ["sgan", "vae"]}, "unknown method 'vae'"),
     ({"generator_loss": "wgan"}, "unknown generator_loss"),
+    ({"unlabeled": "test"}, "needs test_data"),
 ])
 def test_bad_config_values(values, message):
     with pytest.raises(SganError, match=message):

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
     sw.add_argument("--sources", nargs="+", help="unlabeled sources: pool, an --eval name or a file (default pool)")
     sw.add_argument("--workers", type=int, help="cells trained at once, in worker processes (default 1)")
-    sw.add_argument("--out", default="sweeps/latest", help="sweep folder (default sweeps/latest)")
+    sw.add_argument("--out", dest="sweep_out", default="sweeps/latest", help="sweep folder (default sweeps/latest)")
     add_config_flags(sw, skip=("n_labeled", "seed", "unlabeled", "out"))
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")
@@ -110,15 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {k: v for k, v in vars(args).items() if k in FIELDS and k != "out"}
+    overrides = {k: v for k, v in vars(args).items() if k in FIELDS}
     if "eval" in overrides:
         overrides["eval"] = dict(overrides["eval"])
     return overrides
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    overrides = _overrides(args) | ({"out": args.out} if "out" in args else {})
-    cfg = resolve(read_config_file(args.config) if args.config else {}, overrides)
+    cfg = resolve(read_config_file(args.config) if args.config else {}, _overrides(args))
     cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_dir()))
     metrics = train(cfg, overwrite=args.overwrite)
     print(format_table(metrics))
@@ -128,15 +127,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_sweep(args: argparse.Namespace) -> None:
     values = read_config_file(args.config, section="sweep") if args.config else {}
     table = values.pop("sweep", {})
-    base = {**values, **_overrides(args)}
-    resolve(base)  # every key and value checked before any cell starts
-    sweep = Sweep(base=base, out=args.out, **{k: v for k, v in table.items() if k in SWEEP_KEYS})
-    for key in SWEEP_KEYS:
-        if getattr(args, key) is not None:
-            setattr(sweep, key, getattr(args, key))
     unknown = set(table) - set(SWEEP_KEYS)
     if unknown:
         raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_KEYS)}")
+    base = {**values, **_overrides(args)}
+    resolve(base)  # every key and value checked before any cell starts
+    sweep = Sweep(base=base, out=args.sweep_out, **table)
+    for key in SWEEP_KEYS:
+        if getattr(args, key) is not None:
+            setattr(sweep, key, getattr(args, key))
     if sweep.workers < 1:
         raise SganError(f"sweep: workers must be positive, got {sweep.workers}")
     run_sweep(sweep)

@@ -65,6 +65,8 @@ class Config:
             raise SganError(f"config: input_noise must be >= 0, got {self.input_noise}")
         if self.submit and not self.test_data:
             raise SganError("config: submit needs test_data (the images to label)")
+        if self.unlabeled == "test" and not self.test_data:
+            raise SganError("config: unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
         for name in ("aug_degrees", "aug_translate", "aug_scale"):
             if getattr(self, name) < 0:
                 raise SganError(f"config: {name} must be >= 0, got {getattr(self, name)}")

@@ -13,7 +13,7 @@ from torch import nn
 from .checkpoint import atomic_write_text, load_weights, read_shapes
 from .config import load_run_config
 from .data import ImageSet
-from .data.prepare import prepare_images
+from .data.prepare import check_label_range, prepare_images
 from .data.transforms import standardize
 from .errors import SganError
 from .methods import build_classifier
@@ -80,8 +80,7 @@ class TrainedClassifier:
 
     def accuracy(self, images: ImageSet) -> float:
         labels = images.require_labels()
-        if labels.max() >= self.num_classes:
-            raise SganError(f"{images.source}: label {int(labels.max())} is outside 0..{self.num_classes - 1}")
+        check_label_range(labels, self.num_classes, images.source)
         return (self.predict(images) == torch.from_numpy(labels)).float().mean().item()
 
 

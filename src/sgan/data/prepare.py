@@ -46,7 +46,7 @@ class Prepared:
             evals={k: LabeledTensors(fix(v.x), v.y) for k, v in self.evals.items()})
 
 
-def _check_range(labels: np.ndarray, num_classes: int, source: str) -> None:
+def check_label_range(labels: np.ndarray, num_classes: int, source: str) -> None:
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if len(bad):
         raise SganError(f"{source}: label {int(bad[0])} is outside 0..{num_classes - 1}")
@@ -58,15 +58,19 @@ def prepare_images(images: np.ndarray, size: int) -> torch.Tensor:
 
 def labeled_tensors(s: ImageSet, num_classes: int, size: int) -> LabeledTensors:
     labels = s.require_labels()
-    _check_range(labels, num_classes, s.source)
+    check_label_range(labels, num_classes, s.source)
     return LabeledTensors(prepare_images(s.images, size), torch.from_numpy(labels))
+
+
+def pool_part(pool_x: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> LabeledTensors:
+    return LabeledTensors(pool_x[index], torch.from_numpy(labels[index]))
 
 
 def prepare(cfg: Config) -> Prepared:
     pool = load_images(cfg.data)
     y = pool.require_labels()
     num_classes = cfg.num_classes or int(y.max()) + 1
-    _check_range(y, num_classes, pool.source)
+    check_label_range(y, num_classes, pool.source)
     extra = {name: load_images(path) for name, path in cfg.eval.items()}
     val_set = load_images(cfg.val_data) if cfg.val_data else None
     split = split_pool(
@@ -74,31 +78,34 @@ def prepare(cfg: Config) -> Prepared:
         val_per_class=None if val_set else cfg.val_per_class,
         val_fraction=None if val_set or cfg.val_per_class is not None else cfg.val_fraction,
         source=pool.source)
+    size = cfg.image_size
+    pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
     if cfg.unlabeled is None:
-        unlabeled = pool.subset(split.unlabeled)
-    elif cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
-        unlabeled = extra[cfg.unlabeled]
-    elif cfg.unlabeled == "test":  # the submission images: transductive too
-        if not cfg.test_data:
-            raise SganError("unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
-        unlabeled = load_images(cfg.test_data)
+        unlabeled, x_ulb = pool.subset(split.unlabeled), pool_x[split.unlabeled]
     else:
-        unlabeled = load_images(cfg.unlabeled)
+        if cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
+            unlabeled = extra[cfg.unlabeled]
+        elif cfg.unlabeled == "test":  # the submission images: transductive too
+            unlabeled = load_images(cfg.test_data)
+        else:
+            unlabeled = load_images(cfg.unlabeled)
+        x_ulb = prepare_images(unlabeled.images, size)
     sets = {"val": val_set or pool.subset(split.validation), **extra}
     channels = pool.images.shape[1]
     for name, s in [("unlabeled", unlabeled), *sets.items()]:
         if s.images.shape[1] != channels:
             raise SganError(f"{s.source}: {s.images.shape[1]}-channel images, but the labeled "
                             f"pool has {channels}")
-    size = cfg.image_size
+    evals = {name: labeled_tensors(s, num_classes, size) for name, s in extra.items()}
+    val = labeled_tensors(val_set, num_classes, size) if val_set else pool_part(pool_x, y, split.validation)
     return Prepared(
-        labeled=labeled_tensors(pool.subset(split.labeled), num_classes, size),
-        x_ulb=prepare_images(unlabeled.images, size),
-        evals={name: labeled_tensors(s, num_classes, size) for name, s in sets.items()},
+        labeled=pool_part(pool_x, y, split.labeled),
+        x_ulb=x_ulb,
+        evals={"val": val, **evals},
         num_classes=num_classes,
         channels=channels,
         split=split,
-        pool_stats=set_stats(prepare_images(pool.images, size)),
+        pool_stats=set_stats(pool_x),
         summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
                  **{name: len(s) for name, s in sets.items()}},
     )

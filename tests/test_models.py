@@ -54,3 +54,51 @@ def test_frozen_bn_stats_normalises_by_batch_but_keeps_running_stats():
         assert torch.equal(d.state_dict()[k], v), k
     d(torch.randn(16, 1, 28, 28) * 5 + 3)  # outside the context the stats move again
     assert not all(torch.equal(d.state_dict()[k], v) for k, v in stats.items())
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
+def test_cosine_schedule_halves_at_midpoint_and_ends_at_zero():
+    from sgan.trainer import lr_schedules
+
+    cfg = Config(lr=1e-3, lr_schedule="cosine", iterations=10)
+    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    schedules = lr_schedules(method, cfg)
+    assert len(schedules) == 2  # classifier and generator
+    lrs = []
+    for _ in range(10):
+        for s in schedules:
+            s.step()
+        lrs.append([opt.param_groups[0]["lr"] for opt in method.optimizers()])
+    assert lrs[4] == pytest.approx([5e-4, 5e-4])  # cos(pi/2): half way
+    assert lrs[-1] == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert lr_schedules(method, Config(lr_schedule="constant")) == []
+
+
+def test_split_bn_takes_running_statistics_from_labeled_images_only():
+    torch.manual_seed(0)
+    cfg = Config(split_bn=True, input_noise=0.0)
+    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    reference = DigitClassifier(num_classes=10)
+    reference.load_state_dict(method.classifier.state_dict())
+    x_lb, x_ulb = torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(8, 1, 28, 28) - 1  # different distributions
+    reference.train()(x_lb)  # what the labeled batch alone does to the running statistics
+    method.train_step(x_lb, torch.randint(0, 10, (8,)), x_ulb)
+    bn_ref = [m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bn = [m for m in method.classifier.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for a, b in zip(bn_ref, bn):
+        torch.testing.assert_close(b.running_mean, a.running_mean)
+        torch.testing.assert_close(b.running_var, a.running_var)
+
+
+def test_channels_last_path_matches_the_plain_one():
+    x_lb, y_lb = torch.rand(16, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (16,))
+    x_ulb = torch.rand(16, 1, 28, 28) * 2 - 1
+    runs = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        cfg = Config(channels_last=channels_last, input_noise=0.0)
+        method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+        runs.append([method.train_step(x_lb, y_lb, x_ulb) for _ in range(3)])
+        assert method.generator.net[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+    for plain, fast in zip(*runs):
+        assert fast == pytest.approx(plain, rel=1e-3, abs=1e-4)

@@ -16,6 +16,7 @@ from .errors import SganError
 # is the supervised twin with both); see methods.METHOD_SPECS
 METHODS = ("supervised", "conventional", "sgan", "sgan+aug")
 GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -37,11 +38,15 @@ class Config:
     iterations: int = 1500
     batch_size: int = 32
     lr: float = 2e-4
+    lr_schedule: str = "constant"  # or "cosine": decay both learning rates to 0 over the iterations
     beta1: float = 0.5
     z_dim: int = 100
     generator_loss: str = "nonsaturating"
     input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
     unlabeled_weight: float = 1.0
+    # SGAN: labeled and unlabeled images in separate BatchNorm batches (the unlabeled source may
+    # come from another distribution); running statistics from the labeled ones
+    split_bn: bool = False
     aug_degrees: float = 10.0  # augmentation: rotation range (+-degrees) ...
     aug_translate: float = 0.1  # ... shift (+- this fraction of the size) ...
     aug_scale: float = 0.1  # ... and zoom (1 +- this)
@@ -52,6 +57,7 @@ class Config:
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     device: str = "auto"
+    channels_last: bool = True  # NHWC weights: faster convolutions on CPU and on tensor cores
     out: str | None = None
     progress: bool = True
 
@@ -77,6 +83,8 @@ class Config:
         for m in self.methods:
             if m not in METHODS:
                 raise SganError(f"config: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SganError(f"config: unknown lr_schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.generator_loss not in GENERATOR_LOSSES:
             raise SganError(f"config: unknown generator_loss {self.generator_loss!r}; "
                             f"choose from {', '.join(GENERATOR_LOSSES)}")

@@ -20,7 +20,7 @@ from .data import Prepared, load_images, prepare
 from .errors import SganError
 from .data.transforms import random_affine
 from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, write_submission
-from .methods import METHOD_SPECS, build_method
+from .methods import METHOD_SPECS, Method, build_method
 from .report import plot_losses, save_sample_grid
 
 
@@ -65,6 +65,13 @@ def make_run_dir(out: str | None, *, overwrite: bool) -> Path:
     return path
 
 
+def lr_schedules(method: Method, cfg: Config) -> list[torch.optim.lr_scheduler.LRScheduler]:
+    """One per optimizer, stepped once per iteration; "constant" needs none."""
+    if cfg.lr_schedule == "constant":
+        return []
+    return [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations) for opt in method.optimizers()]
+
+
 def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
     return {
         "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
@@ -83,6 +90,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     gen = torch.Generator().manual_seed(cfg.seed)
     lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
     ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
+    schedules = lr_schedules(method, cfg)
     x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -123,6 +131,8 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
         if scored is not method.classifier:
             scored.update_parameters(method.classifier)
+        for schedule in schedules:
+            schedule.step()
         train_seconds += time.perf_counter() - start
         if step % cfg.log_every == 0:
             log.write(json.dumps({"method": name, "step": step, **losses}) + "\n")

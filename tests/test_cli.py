@@ -42,7 +42,7 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert set(metrics) == {"protocol", "methods"}
     assert set(metrics["methods"]) == {"supervised", "sgan"}
     for m in metrics["methods"].values():
-        assert set(m) == {"val", "holdout", "train_seconds", "iterations"}
+        assert set(m) == {"val", "holdout", "train_seconds", "iterations", "selected_step"}
         assert 0 <= m["val"] <= 1 and 0 <= m["holdout"] <= 1 and m["iterations"] == 12
     split = json.loads((run_dir / "split.json").read_text())
     assert len(split["labeled"]) == 20

@@ -26,6 +26,12 @@ def test_preset_fills_protocol_and_yields_to_overrides():
     ({"methods": ["sgan", "vae"]}, "unknown method 'vae'"),
     ({"generator_loss": "wgan"}, "unknown generator_loss"),
     ({"unlabeled": "test"}, "needs test_data"),
+    ({"lr_schedule": "step"}, "unknown lr_schedule"),
+    ({"model": "vgg"}, "unknown model 'vgg'"),
+    ({"image_size": 64}, "'digits' works on 28 px"),
+    ({"model": "resnet18", "image_size": 50}, "image_size in"),
+    ({"channels": 2}, "channels must be 1 or 3"),
+    ({"select": "best"}, "unknown select"),
 ])
 def test_bad_config_values(values, message):
     with pytest.raises(SganError, match=message):

@@ -69,7 +69,7 @@ PIX4 = ",".join(f"pixel{i}" for i in range(4))
 BAD_INPUTS = {
     "missing": (lambda t: str(t / "nope.csv"), "file not found"),
     "unknown format": (lambda t: _bad(t, "x.txt", "1,2"), "unknown format"),
-    "folder": (lambda t: str(t), "is a folder"),
+    "folder without images": (lambda t: str(t), "no image files"),
     "empty csv": (lambda t: _bad(t, "e.csv", ""), "empty CSV"),
     "header only": (lambda t: _bad(t, "h.csv", f"label,{PIX4}\n"), "no rows"),
     "no label column": (lambda t: _bad(t, "n.csv", f"digit,{PIX4}\n1,0,0,0,0\n"), "expected 'label'"),

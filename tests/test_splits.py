@@ -35,6 +35,20 @@ def test_split_follows_benchmark_rule():
         assert set(perm[4:6]) <= set(s.labeled)
 
 
+def test_split_follows_the_pets_rule_test_first():
+    """BENCHMARK.md Pets-12k: per class, first test, next validation, next labeled, rest unlabeled."""
+    labels = np.repeat([0, 1], 60)
+    s = split_pool(labels, n_labeled=10, seed=4, num_classes=2, val_per_class=7, test_per_class=9)
+    rng = np.random.default_rng(4)
+    for c in range(2):
+        perm = rng.permutation(np.flatnonzero(labels == c))
+        assert set(perm[:9]) <= set(s.test)
+        assert set(perm[9:16]) <= set(s.validation)
+        assert set(perm[16:21]) <= set(s.labeled)
+        assert set(perm[21:]) <= set(s.unlabeled)
+    assert sorted(np.concatenate([s.test, s.validation, s.labeled, s.unlabeled]).tolist()) == list(range(120))
+
+
 def test_uneven_budget_spreads_remainder():
     s = split_pool(LABELS, n_labeled=13, seed=0, num_classes=10)
     assert len(s.labeled) == 13 and np.bincount(LABELS[s.labeled]).max() == 2

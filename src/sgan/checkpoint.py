@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -19,6 +22,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def csv_text(header: list[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def save_weights(module: nn.Module, path: Path, *, config: dict, shapes: dict) -> None:

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import FIELDS, load_run_config, read_config_file, resolve
-from .data import load_images
 from .errors import SganError
-from .evaluate import TrainedClassifier, write_submission
+from .evaluate import TrainedClassifier, write_predictions, write_submission
 from .report import format_table
 from .sweep import Sweep, run_sweep
 from .trainer import default_run_dir, train
@@ -19,19 +18,24 @@ from .trainer import default_run_dir, train
 SWEEP_KEYS = ("budgets", "seeds", "sources", "workers")
 
 HELP = {
-    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, a Kaggle folder (train.csv, "
-            "test.csv, Dig-MNIST.csv), or the bundled 'sklearn-digits'",
+    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, an image folder (one subfolder per "
+            "class), a Kaggle folder (train.csv, test.csv, Dig-MNIST.csv), or the bundled 'sklearn-digits'",
     "val_data": "a separate labeled validation file (instead of a split of --data)",
-    "unlabeled": "unlabeled source: a file, the name of an --eval set (transductive), or 'test'",
+    "unlabeled": "unlabeled source: a file or image folder, the name of an --eval set (transductive), or 'test'",
     "eval": "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv",
     "test_data": "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder sets it)",
     "submit": "write submission.csv for --test-data from the method best on validation",
-    "preset": "a protocol from BENCHMARK.md: kannada-10k",
+    "preset": "a protocol from BENCHMARK.md: kannada-10k or pets-12k",
     "n_labeled": "class-balanced labeled budget (default 100)",
     "val_fraction": "stratified validation share of --data (default 0.2)",
     "val_per_class": "validation images per class instead of --val-fraction",
+    "test_per_class": "test images per class held out of --data, scored once at the end (default 0)",
+    "channels": "channels image folders are decoded to: 1 or 3 (default 3)",
+    "loader_workers": "processes decoding image folders (default 2)",
+    "model": "digits (28 px notebook pair, default) or resnet18 (ResNet18 from scratch + DCGAN generator)",
+    "select": "final (default) or best_val: keep the weights with the best validation accuracy",
     "num_classes": "number of classes K (default: largest label + 1)",
-    "image_size": "side length images are resized to (default 28)",
+    "image_size": "side length images are resized to (default 28; resnet18: 32, 64, 96, 128 or 224)",
     "methods": "methods side by side: supervised conventional sgan sgan+aug (default: supervised sgan)",
     "iterations": "training steps per method (default 1500)",
     "batch_size": "labeled and unlabeled batch size (default 32)",
@@ -104,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder")
     ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ)")
     ev.add_argument("--method", nargs="+", help="methods to evaluate (default: all in the run)")
-    pr = sub.add_parser("predict", help="write a Kaggle submission (id,label) for a file")
+    pr = sub.add_parser("predict", help="predict a file (Kaggle id,label CSV) or an image folder (path,label,confidence)")
     pr.add_argument("run", help="run folder")
-    pr.add_argument("--data", required=True, help="images to label, e.g. Kaggle test.csv")
+    pr.add_argument("--data", required=True, help="images to label: e.g. Kaggle test.csv, or a folder of images")
     pr.add_argument("--out", required=True, help="CSV to write")
     pr.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
     return parser
@@ -147,19 +151,23 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    images = load_images(args.data)
     for method in args.method or load_run_config(args.run).methods:
-        print(f"{method}\t{TrainedClassifier(args.run, method).accuracy(images):.4f}\t{args.data}")
+        classifier = TrainedClassifier(args.run, method)
+        print(f"{method}\t{classifier.accuracy(classifier.read(args.data)):.4f}\t{args.data}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise SganError(f"{out}: output path is a folder")
-    images = load_images(args.data)
-    pred = TrainedClassifier(args.run, args.method).predict(images).tolist()
-    write_submission(out, images, pred)
-    print(f"wrote {len(pred)} predictions to {out}")
+    classifier = TrainedClassifier(args.run, args.method)
+    images = classifier.read(args.data)
+    probabilities = classifier.probabilities(images)
+    if images.paths is not None:  # an image folder: path,label,confidence
+        write_predictions(out, images, probabilities, classifier.classes)
+    else:
+        write_submission(out, images, probabilities.argmax(dim=1).tolist())
+    print(f"wrote {len(images)} predictions to {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

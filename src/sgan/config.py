@@ -17,6 +17,9 @@ from .errors import SganError
 METHODS = ("supervised", "conventional", "sgan", "sgan+aug")
 GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
 LR_SCHEDULES = ("constant", "cosine")
+MODELS = ("digits", "resnet18")
+PHOTO_SIZES = (32, 64, 96, 128, 224)
+SELECTIONS = ("final", "best_val")
 
 
 @dataclass
@@ -32,8 +35,15 @@ class Config:
     n_labeled: int = 100  # class-balanced labeled budget
     val_fraction: float = 0.2  # stratified validation share of `data` ...
     val_per_class: int | None = None  # ... or this many validation images per class
+    test_per_class: int = 0  # images per class held out of the pool as a test set, evaluated once at the end
     num_classes: int | None = None  # inferred from the labels when unset
     image_size: int = 28
+    channels: int | None = None  # image folders are decoded to this many channels (default 3)
+    loader_workers: int = 2  # processes decoding image folders
+    # "digits": the notebook's 28 px pair; "resnet18": torchvision's ResNet18 (from scratch) and a
+    # DCGAN generator sized to image_size
+    model: str = "digits"
+    select: str = "final"  # or "best_val": keep the weights with the best validation accuracy
     methods: list[str] = field(default_factory=lambda: ["supervised", "sgan"])
     iterations: int = 1500
     batch_size: int = 32
@@ -83,6 +93,17 @@ class Config:
         for m in self.methods:
             if m not in METHODS:
                 raise SganError(f"config: unknown method {m!r}; choose from {', '.join(METHODS)}")
+        for key, allowed in (("model", MODELS), ("select", SELECTIONS)):
+            if getattr(self, key) not in allowed:
+                raise SganError(f"config: unknown {key} {getattr(self, key)!r}; choose from {', '.join(allowed)}")
+        if self.model == "digits" and self.image_size != 28:
+            raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
+        if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:
+            raise SganError(f"config: model 'resnet18' takes image_size in {PHOTO_SIZES}, got {self.image_size}")
+        if self.channels not in (None, 1, 3):
+            raise SganError(f"config: channels must be 1 or 3, got {self.channels}")
+        if self.test_per_class < 0 or self.loader_workers < 0:
+            raise SganError("config: test_per_class and loader_workers must be >= 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise SganError(f"config: unknown lr_schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.generator_loss not in GENERATOR_LOSSES:

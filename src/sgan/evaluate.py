@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-import csv
-import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_text, load_weights, read_shapes
+from .checkpoint import atomic_write_text, csv_text, load_weights, read_shapes
 from .config import load_run_config
-from .data import ImageSet
+from .data import ImageSet, load_images
 from .data.prepare import check_label_range, prepare_images
 from .data.transforms import standardize
 from .errors import SganError
@@ -61,6 +59,7 @@ class TrainedClassifier:
         path = Path(run_dir) / f"{method}_classifier.safetensors"
         shapes = read_shapes(path)
         self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
+        self.classes: list[str] = shapes.get("classes") or []  # names of an image folder's classes
         self.standardize = shapes.get("standardize")  # [mean, std] for "+aug" methods
         self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
         load_weights(self.network, path)
@@ -74,9 +73,17 @@ class TrainedClassifier:
             x = standardize(x, mean=self.standardize[0], std=self.standardize[1])
         return x
 
+    def read(self, path: str) -> ImageSet:
+        """A file or image folder, decoded the way the run's training images were."""
+        return load_images(path, size=self.cfg.image_size, channels=self.channels, workers=self.cfg.loader_workers)
+
+    def probabilities(self, images: ImageSet) -> torch.Tensor:
+        """Softmax over the K classes (N, K)."""
+        return predict_logits(self.network, self.inputs(images)).softmax(dim=1)
+
     def predict(self, images: ImageSet) -> torch.Tensor:
         """Class indices (N,)."""
-        return predict_logits(self.network, self.inputs(images)).argmax(dim=1)
+        return self.probabilities(images).argmax(dim=1)
 
     def accuracy(self, images: ImageSet) -> float:
         labels = images.require_labels()
@@ -84,11 +91,15 @@ class TrainedClassifier:
         return (self.predict(images) == torch.from_numpy(labels)).float().mean().item()
 
 
+def write_predictions(out: Path, images: ImageSet, probabilities: torch.Tensor, classes: list[str]) -> None:
+    """`path,label,confidence` for the images of a folder; label is the class name when known."""
+    confidence, index = probabilities.max(dim=1)
+    labels = [classes[i] if classes else i for i in index.tolist()]
+    atomic_write_text(out, csv_text(["path", "label", "confidence"],
+                                    ((p, lab, f"{c:.4f}") for p, lab, c in zip(images.paths, labels, confidence.tolist()))))
+
+
 def write_submission(out: Path, images: ImageSet, labels: list[int]) -> None:
     """Kaggle's `id,label` CSV; rows are numbered from 0 when the file had no id column."""
     ids = images.ids.tolist() if images.ids is not None else range(len(labels))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    writer.writerows(zip(ids, labels))
-    atomic_write_text(out, buf.getvalue())
+    atomic_write_text(out, csv_text(["id", "label"], zip(ids, labels)))

@@ -15,7 +15,7 @@ from torch import nn
 
 from . import losses
 from .config import Config
-from .models import DigitClassifier, DigitGenerator
+from .models import DCGANGenerator, DigitClassifier, DigitGenerator, ResNet18Classifier
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,16 @@ class SGAN:
 
 
 def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
+    if cfg.model == "resnet18":
+        return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
+                                  input_noise=cfg.input_noise)
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
+
+
+def build_generator(cfg: Config, *, channels: int) -> nn.Module:
+    if cfg.model == "resnet18":
+        return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
+    return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
 
 
 def adam(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
@@ -159,7 +168,7 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device, memory_format=layout)
     if METHOD_SPECS[name].base == "supervised":
         return Supervised(classifier=classifier, opt=adam(classifier, cfg))
-    generator = DigitGenerator(z_dim=cfg.z_dim, channels=channels).to(device, memory_format=layout)
+    generator = build_generator(cfg, channels=channels).to(device, memory_format=layout)
     return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
                 z_dim=cfg.z_dim, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
                 split_bn=cfg.split_bn)

@@ -42,10 +42,18 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
     plt.close(fig)
 
 
+RUN_FACTS = ("train_seconds", "iterations", "selected_step")  # per-method entries that are not accuracies
+
+
+def accuracies(method_result: dict) -> dict[str, float]:
+    """Evaluation set -> accuracy, from one method's entry of metrics.json."""
+    return {k: v for k, v in method_result.items() if k not in RUN_FACTS}
+
+
 def format_table(metrics: dict) -> str:
     """The terminal table: method, labeled count, then one accuracy column per evaluation set."""
     methods = metrics["methods"]
-    sets = [k for k in next(iter(methods.values())) if k not in ("train_seconds", "iterations")]
+    sets = list(accuracies(next(iter(methods.values()))))
     n = metrics["protocol"]["n_labeled"]
     rows = [["method", "labeled", *sets, "train s"]]
     rows += [[name, str(n), *(f"{m[s]:.4f}" for s in sets), f"{m['train_seconds']:.1f}"]

@@ -7,8 +7,6 @@ of accuracy against label budget.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import multiprocessing
 import os
@@ -18,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text
+from .checkpoint import atomic_write_text, csv_text
 from .errors import SganError
 from .methods import METHOD_SPECS
+from .report import accuracies, plot_budget_curves
 
 POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
 
@@ -89,10 +88,9 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for method, m in r["methods"].items():
             uses_unlabeled = METHOD_SPECS[method].base == "sgan"
             source = p["unlabeled"] if uses_unlabeled else "-"
-            for key, value in m.items():
-                if key not in ("train_seconds", "iterations"):
-                    groups.setdefault((key, p["n_labeled"], source, p["transductive"] and uses_unlabeled,
-                                       method, p["iterations"]), []).append((p["seed"], value))
+            for key, value in accuracies(m).items():
+                groups.setdefault((key, p["n_labeled"], source, p["transductive"] and uses_unlabeled,
+                                   method, p["iterations"]), []).append((p["seed"], value))
     rows = []
     for (eval_set, n, source, transductive, method, iterations), values in sorted(groups.items()):
         accs = [v for _, v in values]
@@ -118,20 +116,17 @@ def write_report(results: list[dict[str, Any]], out: Path) -> None:
         sel = [r for r in rows if r["eval_set"] == eval_set]
         lines = [f"| n labeled | method | unlabeled | {eval_set} acc % (mean +- std) | seeds | iterations |",
                  "|---:|---|---|---:|---|---:|"]
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"])
         for r in sel:
             unl = r["unlabeled"] + (" (transductive)" if r["transductive"] else "")
             lines.append(f"| {r['n_labeled']} | {r['method']} | {unl} | {fmt(r)} | "
                          f"{','.join(map(str, r['seeds']))} | {r['iterations']} |")
-            writer.writerow([r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
-                             f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])])
+        csv_rows = [[r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
+                     f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])]
+                    for r in sel]
         atomic_write_text(out / f"table_{eval_set}.md", "\n".join(lines) + "\n")
-        atomic_write_text(out / f"table_{eval_set}.csv", buf.getvalue())
+        atomic_write_text(out / f"table_{eval_set}.csv", csv_text(
+            ["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"], csv_rows))
     atomic_write_text(out / "verdict.md", verdict(rows))
-    from .report import plot_budget_curves
-
     plot_budget_curves(rows, out / "accuracy_vs_budget.png")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -14,9 +15,9 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text, save_weights
+from .checkpoint import atomic_write_text, csv_text, save_weights
 from .config import Config, resolve
-from .data import Prepared, load_images, prepare
+from .data import Prepared, prepare
 from .errors import SganError
 from .data.transforms import random_affine
 from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, write_submission
@@ -77,7 +78,8 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
         "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
         "iterations": cfg.iterations, "batch_size": cfg.batch_size,
         "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
-        "selection": f"final weights, EMA {cfg.ema}" if cfg.ema else "final weights",
+        "selection": ("best validation accuracy" if cfg.select == "best_val" else "final weights")
+                     + (f", EMA {cfg.ema}" if cfg.ema else ""),
         "adabn": cfg.adabn, "counts": data.summary,
     }
 
@@ -109,8 +111,13 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     fixed_noise = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
     samples_dir = run_dir / "samples"
 
+    best: dict[str, Any] = {"val": -1.0, "step": 0, "state": None}  # for select = "best_val"
+
     def snapshot(step: int) -> dict[str, float]:
         row = {"method": name, "step": step, "val": accuracy(scored, x_val, y_val)}
+        if cfg.select == "best_val" and row["val"] > best["val"]:
+            best.update(val=row["val"], step=step,
+                        state={k: v.detach().clone() for k, v in scored.state_dict().items()})
         if generator is not None:
             samples_dir.mkdir(exist_ok=True)
             with torch.no_grad():
@@ -144,14 +151,17 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         log.flush()
     bar.close()
 
+    if best["state"] is not None:  # chosen on validation; test sets are scored once, below
+        scored.load_state_dict(best["state"])
     result: dict[str, Any] = {k: accuracy(scored, v.x, v.y) for k, v in data.evals.items()}
     if cfg.adabn:  # reported under its own key: it looks at the evaluation images
         result.update({f"{k}+adabn": accuracy(adapt_batchnorm(scored, v.x), v.x, v.y) for k, v in data.evals.items()})
-    result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations)
+    result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations,
+                  selected_step=best["step"] if best["state"] is not None else cfg.iterations)
     modules = {**method.modules(), "classifier": getattr(scored, "module", scored)}
     for part, module in modules.items():
         save_weights(module, run_dir / f"{name}_{part}.safetensors", config=cfg.to_dict(),
-                     shapes={"channels": data.channels, "num_classes": data.num_classes,
+                     shapes={"channels": data.channels, "num_classes": data.num_classes, "classes": data.classes,
                              "standardize": list(data.pool_stats) if spec.conventional else None})
     if generator is not None:  # the last step always took a snapshot
         shutil.copyfile(samples_dir / f"step_{cfg.iterations:07d}.png", run_dir / "samples.png")
@@ -172,6 +182,10 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: An
     cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
+    if data.skipped:
+        atomic_write_text(run_dir / "skipped_files.csv", csv_text(["file", "reason"], data.skipped))
+        print(f"sgan: warning: skipped {len(data.skipped)} image files that could not be decoded "
+              f"(listed in {run_dir / 'skipped_files.csv'})", file=sys.stderr)
     metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
     standardized = data.standardized() if any(METHOD_SPECS[m].conventional for m in cfg.methods) else None
     with open(run_dir / "metrics.jsonl", "w") as log:
@@ -181,8 +195,9 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: An
     plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
     if cfg.submit:
         best = max(metrics["methods"], key=lambda m: metrics["methods"][m]["val"])
-        test = load_images(cfg.test_data)
-        write_submission(run_dir / "submission.csv", test, TrainedClassifier(run_dir, best).predict(test).tolist())
+        classifier = TrainedClassifier(run_dir, best)
+        test = classifier.read(cfg.test_data)
+        write_submission(run_dir / "submission.csv", test, classifier.predict(test).tolist())
         metrics["protocol"]["submission_method"] = best
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
     return metrics

@@ -32,6 +32,8 @@ class Prepared:
     split: Split
     pool_stats: tuple[float, float]  # pixel mean, std of the whole pool in model range
     summary: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # undecodable image files: (file, reason)
+    classes: list[str] = field(default_factory=list)  # class names, when the pool is an image folder
 
     def standardized(self) -> "Prepared":
         """Every set (labeled, unlabeled, each evaluation set) shifted and scaled from its own
@@ -67,17 +69,22 @@ def pool_part(pool_x: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> La
 
 
 def prepare(cfg: Config) -> Prepared:
-    pool = load_images(cfg.data)
+    def read(path: str) -> ImageSet:
+        return load_images(path, size=cfg.image_size, channels=cfg.channels or 3, workers=cfg.loader_workers)
+
+    pool = read(cfg.data)
     y = pool.require_labels()
+    if pool.classes and len(pool.classes) < 2:
+        raise SganError(f"{pool.source}: labeled folder has one class ({pool.classes[0]}); a classifier needs two or more")
     num_classes = cfg.num_classes or int(y.max()) + 1
     check_label_range(y, num_classes, pool.source)
-    extra = {name: load_images(path) for name, path in cfg.eval.items()}
-    val_set = load_images(cfg.val_data) if cfg.val_data else None
+    extra = {name: read(path) for name, path in cfg.eval.items()}
+    val_set = read(cfg.val_data) if cfg.val_data else None
     split = split_pool(
         y, n_labeled=cfg.n_labeled, seed=cfg.seed, num_classes=num_classes,
         val_per_class=None if val_set else cfg.val_per_class,
         val_fraction=None if val_set or cfg.val_per_class is not None else cfg.val_fraction,
-        source=pool.source)
+        test_per_class=cfg.test_per_class, source=pool.source)
     size = cfg.image_size
     pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
     if cfg.unlabeled is None:
@@ -86,11 +93,12 @@ def prepare(cfg: Config) -> Prepared:
         if cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
             unlabeled = extra[cfg.unlabeled]
         elif cfg.unlabeled == "test":  # the submission images: transductive too
-            unlabeled = load_images(cfg.test_data)
+            unlabeled = read(cfg.test_data)
         else:
-            unlabeled = load_images(cfg.unlabeled)
+            unlabeled = read(cfg.unlabeled)
         x_ulb = prepare_images(unlabeled.images, size)
-    sets = {"val": val_set or pool.subset(split.validation), **extra}
+    held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
+    sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
     channels = pool.images.shape[1]
     for name, s in [("unlabeled", unlabeled), *sets.items()]:
         if s.images.shape[1] != channels:
@@ -98,6 +106,9 @@ def prepare(cfg: Config) -> Prepared:
                             f"pool has {channels}")
     evals = {name: labeled_tensors(s, num_classes, size) for name, s in extra.items()}
     val = labeled_tensors(val_set, num_classes, size) if val_set else pool_part(pool_x, y, split.validation)
+    if cfg.test_per_class:
+        evals = {"test": pool_part(pool_x, y, split.test), **evals}
+    sources = [pool, unlabeled, *extra.values(), *([val_set] if val_set else [])]
     return Prepared(
         labeled=pool_part(pool_x, y, split.labeled),
         x_ulb=x_ulb,
@@ -108,4 +119,6 @@ def prepare(cfg: Config) -> Prepared:
         pool_stats=set_stats(pool_x),
         summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
                  **{name: len(s) for name, s in sets.items()}},
+        skipped=sorted({item for s in sources for item in s.skipped}),
+        classes=pool.classes,
     )

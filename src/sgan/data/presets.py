@@ -32,6 +32,23 @@ def kannada_10k() -> dict[str, Any]:
     }
 
 
+def pets_12k() -> dict[str, Any]:
+    """pets64/{cat,dog}: per class 500 test, 500 validation, 50 labeled, the rest unlabeled;
+    ResNet18 from scratch at 64 px, weights chosen on validation, test scored once."""
+    return {
+        "data": str(shared_data_root() / "pets64"),
+        "image_size": 64,
+        "channels": 3,
+        "model": "resnet18",
+        "test_per_class": 500,
+        "val_per_class": 500,
+        "num_classes": 2,
+        "n_labeled": 100,
+        "select": "best_val",
+        "batch_size": 64,
+    }
+
+
 def kaggle_layout(data: str) -> dict[str, Any] | None:
     """A Kaggle Kannada-MNIST folder: train.csv is the labeled pool, Dig-MNIST.csv the holdout,
     test.csv the submission set (any of them can be the unlabeled source)."""
@@ -46,7 +63,7 @@ def kaggle_layout(data: str) -> dict[str, Any] | None:
     return values
 
 
-PRESETS = {"kannada-10k": kannada_10k}
+PRESETS = {"kannada-10k": kannada_10k, "pets-12k": pets_12k}
 
 
 def preset_values(name: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Readers for Kaggle digit CSVs, MNIST IDX files, NPZ arrays and the bundled sklearn digits.
+"""Readers for Kaggle digit CSVs, MNIST IDX files, NPZ arrays, image folders and the bundled sklearn digits.
 
 Each returns an ImageSet with uint8 images (N, C, H, W). The format is detected from the path.
 """
@@ -14,20 +14,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SganError
+from .folders import read_folder
 from .imageset import ImageSet
 
 BUILTIN = "sklearn-digits"
 
 
-def load_images(path: str) -> ImageSet:
-    """Read any supported source; `path` may also be the built-in name "sklearn-digits"."""
+def load_images(path: str, *, size: int = 64, channels: int = 3, workers: int = 0) -> ImageSet:
+    """Read any supported source; `path` may also be the built-in name "sklearn-digits".
+    `size`, `channels` and `workers` apply to image folders, which are decoded to that shape."""
     if path == BUILTIN:
         return read_sklearn_digits()
     p = Path(path)
     if not p.exists():
         raise SganError(f"{path}: file not found")
     if p.is_dir():
-        raise SganError(f"{path}: is a folder; expected a .csv, IDX (.idx3-ubyte[.gz]) or .npz file")
+        return read_folder(p, size=size, channels=channels, workers=workers)
     name = p.name.lower()
     if name.endswith((".csv", ".csv.gz")):
         return read_csv(p)
@@ -35,7 +37,7 @@ def load_images(path: str) -> ImageSet:
         return read_idx_images(p)
     if name.endswith(".npz"):
         return read_npz(p)
-    raise SganError(f"{path}: unknown format; expected .csv, IDX (*-idx3-ubyte[.gz]) or .npz")
+    raise SganError(f"{path}: unknown format; expected .csv, IDX (*-idx3-ubyte[.gz]), .npz or an image folder")
 
 
 def _square_images(flat: np.ndarray, source: str) -> np.ndarray:

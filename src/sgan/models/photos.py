@@ -1,0 +1,73 @@
+"""Photos: torchvision's ResNet18 (from scratch) as the K-class discriminator, and a DCGAN
+generator (Radford et al. 2016) sized to the image, 32 to 224 px."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+from .digits import GaussianNoise
+
+
+def start_side(image_size: int) -> tuple[int, int]:
+    """(first feature map side, number of 2x upsamplings): 32 -> (4, 3), 64 -> (4, 4),
+    96 -> (6, 4), 128 -> (4, 5), 224 -> (7, 5)."""
+    side, ups = image_size, 0
+    while side > 7:
+        side, ups = side // 2, ups + 1
+    if side << ups != image_size or side < 3:
+        raise ValueError(f"image size {image_size} is not 3..7 times a power of two")
+    return side, ups
+
+
+class DCGANGenerator(nn.Module):
+    """z (B, z_dim) -> images (B, C, S, S) in [-1, 1]: a projection to (ngf * 2^(n-1), s, s), then n
+    stride-2 transposed convolutions, each halving the width and doubling the side."""
+
+    def __init__(self, *, z_dim: int = 100, channels: int = 3, image_size: int = 64, ngf: int = 64) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+        side, ups = start_side(image_size)
+        width = min(ngf * 2 ** (ups - 1), 512)
+        self.start = (width, side)
+        self.project = nn.Sequential(nn.Linear(z_dim, width * side * side, bias=False),
+                                     nn.Unflatten(1, (width, side, side)), nn.BatchNorm2d(width), nn.ReLU(True))
+        layers: list[nn.Module] = []
+        for i in range(ups - 1):
+            out = min(ngf * 2 ** (ups - 2 - i), 512)
+            layers += [nn.ConvTranspose2d(width, out, 4, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(out), nn.ReLU(True)]
+            width = out
+        layers += [nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(self.project(z))  # (B, C, S, S)
+
+
+class ResNet18Classifier(nn.Module):
+    """torchvision's resnet18, no pretrained weights, K outputs. Below 128 px the 7x7 stride-2
+    stem becomes a 3x3 stride-1 convolution (and below 64 px the max-pool goes too), so a 64 px
+    photo reaches the residual stages at 32 px instead of 16."""
+
+    def __init__(self, *, num_classes: int = 2, channels: int = 3, image_size: int = 64,
+                 input_noise: float = 0.0) -> None:
+        super().__init__()
+        net = resnet18(weights=None, num_classes=num_classes)
+        if channels != 3 or image_size < 128:
+            small = image_size < 128
+            net.conv1 = nn.Conv2d(channels, 64, 3 if small else 7, stride=1 if small else 2,
+                                  padding=1 if small else 3, bias=False)
+            if image_size < 64:
+                net.maxpool = nn.Identity()
+        self.noise = GaussianNoise(input_noise)
+        self.fc = net.fc
+        net.fc = nn.Identity()
+        self.body = net
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.noise(x))  # (B, 512), after global average pooling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))  # (B, K)

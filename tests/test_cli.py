@@ -99,32 +99,69 @@ ROW = ",".join(["0"] * 784)
 
 
 def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], str]]:
+    """The catalogue of bad inputs: every reader case through --data, then the cases only a
+    whole run meets (labels against K, budgets, folders, config values, the output path)."""
+    from test_folders import make_pets, photo, write_broken
+    from test_readers import BAD_INPUTS
+
+    cases = {}
+    for i, (name, (make, message)) in enumerate(sorted(BAD_INPUTS.items())):
+        folder = tmp_path / f"reader{i}"  # each case in its own folder: "folder without images" needs it empty
+        folder.mkdir()
+        cases[name] = (["--data", make(folder)], message)
     images, labels = digits28()
     big = write_kaggle_csv(tmp_path / "label12.csv", images[:100, 0], np.r_[labels[:99], 12])
+    nine = write_kaggle_csv(tmp_path / "nine.csv", images[labels != 9][:300, 0], labels[labels != 9][:300])
+    (tmp_path / "empty_dir").mkdir()
+    write_broken(tmp_path / "broken_dir")
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(4):
+        photo(i).save(tmp_path / "one" / "cat" / f"{i}.jpg")
+    pets = make_pets(tmp_path / "pets", per_class=6)
     return {
-        "missing file": (["--data", str(tmp_path / "none.csv")], "none.csv: file not found"),
-        "unknown format": (["--data", _write(tmp_path, "a.json", "{}")], "unknown format"),
+        **cases,
         "csv without label column": (["--data", _write(tmp_path, "id.csv", f"id,{PIX}\n0,{ROW}\n")], "has no labels"),
-        "wrong pixel count": (["--data", _write(tmp_path, "p.csv", "label,a,b\n0,1,2\n")], "not a square image"),
-        "label outside 0..K-1": (["--data", str(big), "--num-classes", "10"], "label 12 is outside 0..9"),
+        "label outside 0..K-1": (["--data", str(big), "--num-classes", "10"], "label 12 of image 99 is outside 0..9"),
+        "class with no labeled example": (["--data", str(nine), "--num-classes", "10"], "class 9 has no images"),
         "budget above a class": (["--data", str(digits_csv), "--n-labeled", "2000"], "label budget 2000"),
+        "unlabeled folder empty": (["--data", str(digits_csv), "--unlabeled", str(tmp_path / "empty_dir")],
+                                   "empty_dir: no image files"),
+        "no decodable image": (["--data", str(digits_csv), "--unlabeled", str(tmp_path / "broken_dir")],
+                               "none of its 4 image files could be decoded"),
+        "labeled folder with one class": (["--data", str(tmp_path / "one"), "--model", "resnet18", "--image-size", "32"],
+                                          "labeled folder has one class (cat)"),
+        "channels differ": (["--data", str(digits_csv), "--unlabeled", str(pets)], "3-channel images"),
         "unknown config key": (["--config", _write(tmp_path, "c.toml", "iteratons = 5\n")], "did you mean 'iterations'"),
+        "config value of the wrong type": (["--config", _write(tmp_path, "t.toml", 'lr = "fast"\n')], "must be float"),
         "zero batch size": (["--batch-size", "0"], "batch_size must be positive"),
+        "negative batch size": (["--batch-size", "-4"], "batch_size must be positive"),
+        "zero learning rate": (["--lr", "0"], "lr must be positive"),
         "negative learning rate": (["--lr", "-1"], "lr must be positive"),
+        "zero iterations": (["--iterations", "0"], "iterations must be positive"),
         "output path is a file": (["--out", _write(tmp_path, "file.txt", "x")], "output path is a file"),
         "unknown preset": (["--preset", "mnist-1m"], "unknown preset"),
     }
 
 
 def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
-    for case, (args, message) in _cli_cases(tmp_path, digits_csv).items():
-        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
-        r = sgan("train", *FAST, *out, *args, cwd=tmp_path)  # the case's flags come last and win
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = _cli_cases(tmp_path, digits_csv)
+    assert len(cases) >= 30
+
+    def run(i: int, args: list[str]) -> subprocess.CompletedProcess:
+        out = [] if "--out" in args else ["--out", str(tmp_path / f"out{i}")]
+        return sgan("train", *FAST, *out, *args, cwd=tmp_path)  # the case's flags come last and win
+
+    with ThreadPoolExecutor(4) as pool:  # one process per case; mostly interpreter start-up
+        results = list(pool.map(run, range(len(cases)), [args for args, _ in cases.values()]))
+    for i, (case, (args, message)) in enumerate(cases.items()):
+        r = results[i]
         assert r.returncode == 2, (case, r.stderr)
         assert "Traceback" not in r.stderr, case
         assert message in r.stderr, (case, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
-        assert not (tmp_path / "out" / "metrics.json").exists(), case
+        assert not (tmp_path / f"out{i}" / "metrics.json").exists(), case
 
 
 def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):

@@ -76,9 +76,10 @@ BAD_INPUTS = {
     "wrong pixel count": (lambda t: _bad(t, "w.csv", "label,a,b,c,d,e\n1,0,0,0,0,0\n"), "not a square image"),
     "ragged rows": (lambda t: _bad(t, "r.csv", f"label,{PIX4}\n1,0,0,0,0\n1,0,0\n"), "malformed CSV row"),
     "non-numeric pixel": (lambda t: _bad(t, "s.csv", f"label,{PIX4}\n1,0,x,0,0\n"), "malformed CSV row"),
-    "pixel out of range": (lambda t: _bad(t, "o.csv", f"label,{PIX4}\n1,0,300,0,0\n"), "0..255"),
+    "pixel out of range": (lambda t: _bad(t, "o.csv", f"label,{PIX4}\n1,0,0,0,0\n1,0,300,0,0\n"), "0..255 (line 3)"),
+    "NaN pixel": (lambda t: _bad(t, "nan.csv", f"label,{PIX4}\n1,0,nan,0,0\n"), "finite numbers (line 2)"),
     "negative label": (lambda t: _bad(t, "l.csv", f"label,{PIX4}\n-1,0,0,0,0\n"), "non-negative integers"),
-    "fractional label": (lambda t: _bad(t, "f.csv", f"label,{PIX4}\n1.5,0,0,0,0\n"), "non-negative integers"),
+    "fractional label": (lambda t: _bad(t, "f.csv", f"label,{PIX4}\n1.5,0,0,0,0\n"), "non-negative integers (line 2)"),
     "idx bad magic": (lambda t: _bad(t, "b-idx3-ubyte", b"\x01\x02\x03\x04rest"), "bad magic"),
     "idx truncated": (lambda t: _bad(t, "c-idx3-ubyte", bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big")
                                        + (28).to_bytes(4, "big") * 2 + b"\0" * 100), "IDX body"),

@@ -49,9 +49,9 @@ class Prepared:
 
 
 def check_label_range(labels: np.ndarray, num_classes: int, source: str) -> None:
-    bad = labels[(labels < 0) | (labels >= num_classes)]
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
-        raise SganError(f"{source}: label {int(bad[0])} is outside 0..{num_classes - 1}")
+        raise SganError(f"{source}: label {int(labels[bad[0]])} of image {int(bad[0])} is outside 0..{num_classes - 1}")
 
 
 def prepare_images(images: np.ndarray, size: int) -> torch.Tensor:

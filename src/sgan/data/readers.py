@@ -51,17 +51,28 @@ def _square_images(flat: np.ndarray, source: str) -> np.ndarray:
     raise SganError(f"{source}: {p} pixels per image is not a square image (H*H*C with C in 1 or 3)")
 
 
-def _to_uint8(values: np.ndarray, source: str) -> np.ndarray:
-    if not np.all(np.isfinite(values)):
-        raise SganError(f"{source}: pixel values must be finite numbers")
-    if values.min(initial=0) < 0 or values.max(initial=0) > 255 or np.any(values != np.round(values)):
-        raise SganError(f"{source}: pixel values must be integers in 0..255")
+def _first_bad(ok: np.ndarray, where: str) -> str:
+    """' (line 7)' / ' (image 3)': where the first failing row is; `where` is "line" (CSV, after
+    the header) or "image" (0-based index)."""
+    i = int(np.flatnonzero(~ok)[0])
+    return f" ({where} {i + 2 if where == 'line' else i})"
+
+
+def _to_uint8(values: np.ndarray, source: str, where: str) -> np.ndarray:
+    flat = values.reshape(len(values), -1)
+    finite = np.isfinite(flat).all(axis=1)
+    if not finite.all():
+        raise SganError(f"{source}: pixel values must be finite numbers{_first_bad(finite, where)}")
+    ok = ((flat >= 0) & (flat <= 255) & (flat == np.round(flat))).all(axis=1)
+    if not ok.all():
+        raise SganError(f"{source}: pixel values must be integers in 0..255{_first_bad(ok, where)}")
     return values.astype(np.uint8)
 
 
-def _check_labels(labels: np.ndarray, source: str) -> np.ndarray:
-    if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)) or labels.min(initial=0) < 0:
-        raise SganError(f"{source}: labels must be non-negative integers")
+def _check_labels(labels: np.ndarray, source: str, where: str) -> np.ndarray:
+    ok = np.isfinite(labels) & (labels == np.round(labels)) & (labels >= 0)
+    if not ok.all():
+        raise SganError(f"{source}: labels must be non-negative integers{_first_bad(ok, where)}")
     return labels.astype(np.int64)
 
 
@@ -86,12 +97,12 @@ def read_csv(path: Path) -> ImageSet:
     labels = ids = None
     first = columns[0]
     if first == "label":
-        labels, data = _check_labels(data[:, 0], str(path)), data[:, 1:]
+        labels, data = _check_labels(data[:, 0], str(path), "line"), data[:, 1:]
     elif first == "id":
         ids, data = data[:, 0].astype(np.int64), data[:, 1:]
     elif not first.startswith("pixel"):
         raise SganError(f"{path}: first column is {columns[0]!r}; expected 'label', 'id' or 'pixel0'")
-    images = _square_images(_to_uint8(data, str(path)), str(path))
+    images = _square_images(_to_uint8(data, str(path), "line"), str(path))
     return ImageSet(images=images, labels=labels, ids=ids, source=str(path))
 
 
@@ -154,12 +165,12 @@ def read_npz(path: Path) -> ImageSet:
         raise SganError(f"{path}: 'x' must have 2 to 4 dimensions, has {x.ndim}")
     if x.dtype.kind == "f" and x.size and x.max() <= 1.0:
         x = x * 255.0  # floats in [0, 1]
-    images = x if x.dtype == np.uint8 else _to_uint8(x.astype(np.float64), str(path))
+    images = x if x.dtype == np.uint8 else _to_uint8(x.astype(np.float64), str(path), "image")
     labels = None
     if y is not None:
         if y.shape != (len(images),):
             raise SganError(f"{path}: 'y' has shape {y.shape}, expected ({len(images)},)")
-        labels = _check_labels(y.astype(np.float64), str(path))
+        labels = _check_labels(y.astype(np.float64), str(path), "image")
     return ImageSet(images=np.ascontiguousarray(images), labels=labels, source=str(path))
 
 

@@ -1,4 +1,4 @@
-"""Weights as safetensors (never pickle), written atomically, with the config inside."""
+"""Weights and training state as safetensors (never pickle), written atomically, config inside."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, Iterable, Sequence
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+import torch
 from torch import nn
 
 from .errors import SganError
@@ -60,3 +61,30 @@ def load_weights(module: nn.Module, path: Path) -> None:
         module.load_state_dict(state)
     except RuntimeError as e:
         raise SganError(f"{path}: weights do not fit the network: {str(e).splitlines()[0]}") from None
+
+
+def save_state(path: Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
+    """A training checkpoint in one file: tensors as safetensors, the rest as JSON in its
+    metadata. Written to a temporary file, then renamed: a kill mid-write leaves the last one."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={"format_version": str(FORMAT_VERSION), "state": json.dumps(state)})
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The inverse of save_state. Never unpickles: anything but a safetensors file with our
+    metadata (a pickle renamed, a truncated file) is refused."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        state = json.loads(meta["state"])
+        version = int(meta["format_version"])
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
+        raise SganError(f"{path}: not an sgan checkpoint, refused: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if version != FORMAT_VERSION:
+        raise SganError(f"{path}: checkpoint format {version}, this sgan reads {FORMAT_VERSION}")
+    return tensors, state

@@ -13,7 +13,7 @@ from .errors import SganError
 from .evaluate import TrainedClassifier, write_predictions, write_submission
 from .report import format_table
 from .sweep import Sweep, run_sweep
-from .trainer import default_run_dir, train
+from .trainer import Interrupted, default_run_dir, train
 
 SWEEP_KEYS = ("budgets", "seeds", "sources", "workers")
 
@@ -55,6 +55,7 @@ HELP = {
     "ema": "evaluate a moving average of the classifier with this decay (default 0: off)",
     "log_every": "steps between loss lines in metrics.jsonl (default 50)",
     "eval_every": "steps between validation checks and sample grids (default 500)",
+    "checkpoint_every": "steps between checkpoints for --resume (default 500)",
     "seed": "seed of the split, the initial weights and the batches (default 0)",
     "threads": "torch CPU threads (default: torch's choice)",
     "device": "auto, cpu or cuda (default auto)",
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train the SGAN and its supervised twin, print the table")
     train.add_argument("--config", help="a .toml or .json file of config keys")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
     add_config_flags(train)
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
@@ -124,11 +126,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    cfg = resolve(read_config_file(args.config) if args.config else {}, _overrides(args))
-    cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_dir()))
-    metrics = train(cfg, overwrite=args.overwrite)
+    if args.resume:
+        if args.config or _overrides(args):
+            raise SganError("--resume takes the run's own config; give no other settings")
+        out = args.resume
+        metrics = train(resume=args.resume)
+    else:
+        cfg = resolve(read_config_file(args.config) if args.config else {}, _overrides(args))
+        out = cfg.out or str(default_run_dir())
+        metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
     print(format_table(metrics))
-    print(f"run folder: {cfg.out}")
+    print(f"run folder: {out}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -177,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"sgan: {e}", file=sys.stderr)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("sgan: interrupted", file=sys.stderr)
         return 130

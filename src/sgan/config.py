@@ -64,6 +64,7 @@ class Config:
     ema: float = 0.0  # decay of an exponential moving average of the classifier, used to evaluate; 0: off
     log_every: int = 50
     eval_every: int = 500
+    checkpoint_every: int = 500  # steps between checkpoints (also written at each method's end and on SIGINT/SIGTERM)
     seed: int = 0
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     device: str = "auto"
@@ -72,7 +73,7 @@ class Config:
     progress: bool = True
 
     def validate(self) -> "Config":
-        for name in ("n_labeled", "iterations", "batch_size", "z_dim", "log_every", "eval_every"):
+        for name in ("n_labeled", "iterations", "batch_size", "z_dim", "log_every", "eval_every", "checkpoint_every"):
             if getattr(self, name) <= 0:
                 raise SganError(f"config: {name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import signal
+import threading
+from contextlib import contextmanager
 import shutil
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text, csv_text, save_weights
-from .config import Config, resolve
+from .checkpoint import atomic_write_text, csv_text, load_state, save_state, save_weights
+from .config import Config, load_run_config, resolve
 from .data import Prepared, prepare
 from .errors import SganError
 from .data.transforms import random_affine
@@ -84,8 +89,31 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
     }
 
 
+class Interrupted(Exception):
+    """SIGINT/SIGTERM: the step finished and a checkpoint was written."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint written, "
+                         f"continue with: sgan train --resume {run_dir}")
+        self.signum = signum
+
+
+class Checkpointer:
+    """The run's one checkpoint file: finished methods' results, and the running method's
+    networks, optimizers, schedules, EMA, best weights, RNG states and batch order."""
+
+    def __init__(self, run_dir: Path, log: TextIO) -> None:
+        self.path, self.log = run_dir / "checkpoint.safetensors", log
+        self.done: dict[str, Any] = {}
+        self.stop_signal: int | None = None  # set by the signal handler, acted on between steps
+
+    def save(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        self.log.flush()
+        save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell()})
+
+
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
-                 log: TextIO) -> dict[str, Any]:
+                 log: TextIO, ckpt: Checkpointer, resume: tuple[dict, dict] | None = None) -> dict[str, Any]:
     spec = METHOD_SPECS[name]
     torch.manual_seed(cfg.seed)
     method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device)
@@ -127,15 +155,67 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         log.write(json.dumps(row) + "\n")
         return row
 
-    train_seconds = 0.0
+    parts = {**method.modules(), **({"ema": scored} if scored is not method.classifier else {})}
+
+    def capture(step: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"{part}.{k}": v for part, m in parts.items() for k, v in m.state_dict().items()}
+        for i, opt in enumerate(method.optimizers()):
+            tensors.update({f"opt{i}.{p}.{k}": v for p, st in opt.state_dict()["state"].items() for k, v in st.items()})
+        if best["state"] is not None:
+            tensors.update({f"best.{k}": v for k, v in best["state"].items()})
+        tensors.update({"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state()})
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        state = {"method": name, "step": step, "train_seconds": train_seconds,
+                 "param_groups": [opt.state_dict()["param_groups"] for opt in method.optimizers()],
+                 "schedules": [sch.state_dict() for sch in schedules],
+                 "best": {"val": best["val"], "step": best["step"]},
+                 "order": {"lb": lb_stream.buffer.tolist(), "ulb": ulb_stream.buffer.tolist()}}
+        return tensors, state
+
+    def restore(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> int:
+        def under(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+        for part, m in parts.items():
+            m.load_state_dict(under(part))
+        for i, opt in enumerate(method.optimizers()):
+            params = [p for group in opt.param_groups for p in group["params"]]
+            per_param: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in under(f"opt{i}").items():
+                p, key = k.split(".", 1)
+                if v.shape == params[int(p)].shape:  # moments keep the parameter's layout (channels_last)
+                    v = torch.empty_like(params[int(p)]).copy_(v)
+                per_param.setdefault(int(p), {})[key] = v
+            opt.load_state_dict({"state": per_param, "param_groups": state["param_groups"][i]})
+        for sch, sd in zip(schedules, state["schedules"]):
+            sch.load_state_dict(sd)
+        if under("best"):
+            best.update(state["best"], state=under("best"))
+        torch.set_rng_state(tensors["rng.torch"])
+        gen.set_state(tensors["rng.batches"])
+        aug_gen.set_state(tensors["rng.aug"])
+        if "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+        lb_stream.buffer = torch.tensor(state["order"]["lb"], dtype=torch.long)
+        ulb_stream.buffer = torch.tensor(state["order"]["ulb"], dtype=torch.long)
+        return state["step"]
+
+    train_seconds, first = 0.0, 1
+    if resume is not None:
+        first = restore(*resume) + 1
+        train_seconds = resume[1]["train_seconds"]
     shown: dict[str, str] = {}  # the progress bar's short summary
-    bar = tqdm(range(1, cfg.iterations + 1), desc=name, disable=not cfg.progress, leave=False,
-               mininterval=0.5, dynamic_ncols=True)
+    bar = tqdm(range(first, cfg.iterations + 1), desc=name, disable=not cfg.progress, leave=False,
+               mininterval=0.5, dynamic_ncols=True, initial=first - 1, total=cfg.iterations)
     for step in bar:
         start = time.perf_counter()
         i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
         x_ulb_batch = augment(x_ulb[i_ulb]) if spec.base == "sgan" else x_ulb[i_ulb]  # supervised ignores it
         losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
+        if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
+            raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
+                            f"final (the last good checkpoint is {ckpt.path})")
         if scored is not method.classifier:
             scored.update_parameters(method.classifier)
         for schedule in schedules:
@@ -149,6 +229,10 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             shown["val"] = f"{snapshot(step)['val']:.3f}"
             bar.set_postfix(shown, refresh=False)
         log.flush()
+        if step % cfg.checkpoint_every == 0 or ckpt.stop_signal is not None:
+            ckpt.save(*capture(step))
+        if ckpt.stop_signal is not None:
+            raise Interrupted(ckpt.stop_signal, step, run_dir)
     bar.close()
 
     if best["state"] is not None:  # chosen on validation; test sets are scored once, below
@@ -168,30 +252,50 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     return result
 
 
-def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: Any) -> dict[str, Any]:
+def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | Path | None = None,
+          **overrides: Any) -> dict[str, Any]:
     """Train every configured method on the same split; returns (and writes) metrics.json's content.
 
     `train(data="train.csv", n_labeled=100)` or `train(cfg)`; keyword overrides win over `cfg`.
+    `train(resume="runs/a")` continues a stopped or killed run from its last checkpoint.
     """
-    cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
+    if resume is not None:
+        cfg = load_run_config(resume)
+        if (Path(resume) / "metrics.json").is_file():
+            raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
+    else:
+        cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = prepare(cfg)
-    run_dir = make_run_dir(cfg.out, overwrite=overwrite)
-    cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
+    if resume is not None:
+        run_dir = Path(resume)
+    else:
+        run_dir = make_run_dir(cfg.out, overwrite=overwrite)
+        cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
     if data.skipped:
         atomic_write_text(run_dir / "skipped_files.csv", csv_text(["file", "reason"], data.skipped))
         print(f"sgan: warning: skipped {len(data.skipped)} image files that could not be decoded "
               f"(listed in {run_dir / 'skipped_files.csv'})", file=sys.stderr)
+    saved = load_state(run_dir / "checkpoint.safetensors") if resume and (run_dir / "checkpoint.safetensors").is_file() else None
     metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
     standardized = data.standardized() if any(METHOD_SPECS[m].conventional for m in cfg.methods) else None
-    with open(run_dir / "metrics.jsonl", "w") as log:
+    with open(run_dir / "metrics.jsonl", "a+") as log, stop_on_signals() as ckpt_signal:
+        log.truncate(saved[1]["log_bytes"] if saved else 0)  # lines after the checkpoint are redone
+        log.seek(0, os.SEEK_END)
+        ckpt = Checkpointer(run_dir, log)
+        ckpt_signal.append(ckpt)
+        ckpt.done = dict(saved[1]["done"]) if saved else {}
         for name in cfg.methods:
-            method_data = standardized if METHOD_SPECS[name].conventional else data
-            metrics["methods"][name] = train_method(name, cfg, method_data, device, run_dir, log)
+            if name not in ckpt.done:
+                method_data = standardized if METHOD_SPECS[name].conventional else data
+                here = saved if saved and saved[1].get("method") == name else None
+                ckpt.done[name] = train_method(name, cfg, method_data, device, run_dir, log, ckpt, here)
+                ckpt.save({}, {"method": None})
+            metrics["methods"][name] = ckpt.done[name]
     plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
     if cfg.submit:
         best = max(metrics["methods"], key=lambda m: metrics["methods"][m]["val"])
@@ -201,3 +305,24 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, **overrides: An
         metrics["protocol"]["submission_method"] = best
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
     return metrics
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[list[Checkpointer]]:
+    """SIGINT and SIGTERM ask the running method to finish its step, checkpoint and stop
+    (only where handlers can be set: the main thread)."""
+    holder: list[Checkpointer] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        for ckpt in holder:
+            ckpt.stop_signal = signum
+
+    if threading.current_thread() is not threading.main_thread():
+        yield holder
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield holder
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

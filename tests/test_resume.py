@@ -1,0 +1,150 @@
+"""Runs survive kills: exact resume, signals, non-finite losses, and checkpoints that never unpickle."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+SETTINGS = ["--n-labeled", "20", "--iterations", "40", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
+            "--checkpoint-every", "1", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
+            "--threads", "1", "--no-progress"]
+
+
+def start(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen([sys.executable, "-m", "sgan", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(p: subprocess.Popen) -> tuple[int, str]:
+    _, err = p.communicate(timeout=300)
+    return p.returncode, err
+
+
+def accuracies(run: Path) -> dict:
+    methods = json.loads((run / "metrics.json").read_text())["methods"]
+    return {m: {k: v for k, v in r.items() if k != "train_seconds"} for m, r in methods.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, digits_csv) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    code, err = finish(start("--data", str(digits_csv), "--out", str(out), *SETTINGS))
+    assert code == 0, err
+    return out
+
+
+def wait_for(path: Path, p: subprocess.Popen, timeout: float = 120) -> bool:
+    """Until this process has written `path` (a checkpoint newer than when we started waiting)."""
+    before = path.stat().st_mtime_ns if path.exists() else -1
+    end = time.time() + timeout
+    while time.time() < end and p.poll() is None:
+        if path.exists() and path.stat().st_mtime_ns != before:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_sigkill_at_random_moments_then_resume_is_exact(reference, digits_csv, tmp_path):
+    out = tmp_path / "run"
+    ckpt = out / "checkpoint.safetensors"
+    rng = np.random.default_rng(0)
+    p = start("--data", str(digits_csv), "--out", str(out), *SETTINGS)
+    kills, mid_write = 0, 0
+    while kills < 12 and (kills < 4 or mid_write == 0):
+        if not wait_for(ckpt, p):
+            break  # finished before this kill
+        time.sleep(rng.uniform(0, 0.3))  # within the next few steps and checkpoint writes
+        if p.poll() is not None:
+            break
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills += 1
+        mid_write += (out / "checkpoint.safetensors.tmp").exists()  # killed while a checkpoint was being written
+        assert not (out / "metrics.json").exists()
+        p = start("--resume", str(out))
+    code, err = finish(p)
+    assert code == 0, err
+    assert kills >= 4 and mid_write >= 1, (kills, mid_write)
+    assert accuracies(out) == accuracies(reference)
+    assert (out / "metrics.jsonl").read_text() == (reference / "metrics.jsonl").read_text()
+    for name in ("sgan_classifier.safetensors", "sgan_generator.safetensors"):
+        a, b = load_file(str(out / name)), load_file(str(reference / name))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_finishes_the_step_checkpoints_and_exits(reference, digits_csv, tmp_path, sig):
+    out = tmp_path / "run"
+    p = start("--data", str(digits_csv), "--out", str(out), *SETTINGS)
+    assert wait_for(out / "checkpoint.safetensors", p)
+    p.send_signal(sig)
+    code, err = finish(p)
+    assert code == 128 + sig, err
+    assert f"stopped by {sig.name}" in err and f"--resume {out}" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (out / "metrics.json").exists() and (out / "checkpoint.safetensors").exists()
+    code, err = finish(start("--resume", str(out)))
+    assert code == 0, err
+    assert accuracies(out) == accuracies(reference)
+
+
+class Payload:
+    """Unpickling this writes the marker file: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_posing_as_a_checkpoint_is_refused_and_never_runs(reference, tmp_path):
+    marker = tmp_path / "PAYLOAD_RAN"
+    evil = pickle.dumps({"weights": Payload(marker)})
+    pickle.loads(evil)  # the payload is real: unpickled, it writes the marker
+    assert marker.exists()
+    marker.unlink()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((reference / "config.json").read_bytes())
+    (run / "checkpoint.safetensors").write_bytes(evil)
+    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "not an sgan checkpoint, refused" in r.stderr and "Traceback" not in r.stderr
+
+    (run / "sgan_classifier.safetensors").write_bytes(evil)
+    r = subprocess.run([sys.executable, "-m", "sgan", "eval", str(run), "--data", "sklearn-digits", "--method", "sgan"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not an sgan weights file" in r.stderr and "Traceback" not in r.stderr
+    assert not marker.exists()
+
+
+def test_non_finite_loss_stops_without_final_weights(digits_csv, tmp_path, monkeypatch):
+    from sgan import SganError, train
+    from sgan.methods import SGAN
+
+    real_step = SGAN.train_step
+    calls = []
+
+    def step(self, x_lb, y_lb, x_ulb):
+        out = real_step(self, x_lb, y_lb, x_ulb)
+        calls.append(1)
+        return {**out, "loss_d": float("nan")} if len(calls) == 7 else out
+
+    monkeypatch.setattr(SGAN, "train_step", step)
+    out = tmp_path / "run"
+    with pytest.raises(SganError, match="loss_d is nan at step 7"):
+        train(data=str(digits_csv), n_labeled=20, iterations=20, batch_size=8, checkpoint_every=5,
+              methods=["sgan"], progress=False, out=str(out))
+    assert not (out / "sgan_classifier.safetensors").exists() and not (out / "metrics.json").exists()
+    assert (out / "checkpoint.safetensors").exists()  # the good one from step 5

@@ -148,3 +148,12 @@ def test_non_finite_loss_stops_without_final_weights(digits_csv, tmp_path, monke
               methods=["sgan"], progress=False, out=str(out))
     assert not (out / "sgan_classifier.safetensors").exists() and not (out / "metrics.json").exists()
     assert (out / "checkpoint.safetensors").exists()  # the good one from step 5
+
+
+def test_checkpoint_carries_config_and_every_rng(reference):
+    from sgan.checkpoint import load_state
+
+    tensors, state = load_state(reference / "checkpoint.safetensors")
+    assert state["config"] == json.loads((reference / "config.json").read_text())
+    assert state["done"].keys() == {"supervised", "sgan"}
+    assert {"rng_python", "rng_numpy"} <= state.keys()

@@ -6,16 +6,18 @@ import dataclasses
 import json
 import math
 import os
-import signal
-import threading
-from contextlib import contextmanager
+import random
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
+import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
@@ -98,18 +100,27 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def numpy_rng_state() -> list:
+    name, key, *rest = np.random.get_state()  # ("MT19937", key array, pos, has_gauss, cached_gaussian)
+    return [name, key.tolist(), *rest]
+
+
 class Checkpointer:
     """The run's one checkpoint file: finished methods' results, and the running method's
     networks, optimizers, schedules, EMA, best weights, RNG states and batch order."""
 
-    def __init__(self, run_dir: Path, log: TextIO) -> None:
-        self.path, self.log = run_dir / "checkpoint.safetensors", log
+    def __init__(self, run_dir: Path, log: TextIO, cfg: Config) -> None:
+        self.path, self.log, self.cfg = run_dir / "checkpoint.safetensors", log, cfg
         self.done: dict[str, Any] = {}
         self.stop_signal: int | None = None  # set by the signal handler, acted on between steps
 
     def save(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         self.log.flush()
-        save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell()})
+        # numpy's and Python's generators are not used in training; kept so that a resumed
+        # process continues them too
+        save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell(),
+                                        "config": self.cfg.to_dict(), "rng_python": random.getstate(),
+                                        "rng_numpy": numpy_rng_state()})
 
 
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
@@ -193,6 +204,9 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if under("best"):
             best.update(state["best"], state=under("best"))
         torch.set_rng_state(tensors["rng.torch"])
+        random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
+        name, key, *rest = state["rng_numpy"]
+        np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
         gen.set_state(tensors["rng.batches"])
         aug_gen.set_state(tensors["rng.aug"])
         if "rng.cuda" in tensors:
@@ -286,7 +300,7 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
     with open(run_dir / "metrics.jsonl", "a+") as log, stop_on_signals() as ckpt_signal:
         log.truncate(saved[1]["log_bytes"] if saved else 0)  # lines after the checkpoint are redone
         log.seek(0, os.SEEK_END)
-        ckpt = Checkpointer(run_dir, log)
+        ckpt = Checkpointer(run_dir, log, cfg)
         ckpt_signal.append(ckpt)
         ckpt.done = dict(saved[1]["done"]) if saved else {}
         for name in cfg.methods:

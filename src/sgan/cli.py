@@ -132,7 +132,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = args.resume
         metrics = train(resume=args.resume)
     else:
-        cfg = resolve(read_config_file(args.config) if args.config else {}, _overrides(args))
+        values = read_config_file(args.config, section="sweep") if args.config else {}
+        values.pop("sweep", None)  # a sweep's config file trains one cell too; the [sweep] table is the sweep's
+        cfg = resolve(values, _overrides(args))
         out = cfg.out or str(default_run_dir())
         metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
     print(format_table(metrics))

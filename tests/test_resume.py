@@ -54,23 +54,37 @@ def wait_for(path: Path, p: subprocess.Popen, timeout: float = 120) -> bool:
     return False
 
 
+def wait_for_write(tmp: Path, p: subprocess.Popen, timeout: float = 120) -> bool:
+    """Until this process is writing a checkpoint (its temporary file exists)."""
+    end = time.time() + timeout
+    while time.time() < end and p.poll() is None:
+        if tmp.exists():
+            return True
+        time.sleep(0.001)
+    return False
+
+
 def test_sigkill_at_random_moments_then_resume_is_exact(reference, digits_csv, tmp_path):
     out = tmp_path / "run"
-    ckpt = out / "checkpoint.safetensors"
+    ckpt, tmp = out / "checkpoint.safetensors", out / "checkpoint.safetensors.tmp"
     rng = np.random.default_rng(0)
     p = start("--data", str(digits_csv), "--out", str(out), *SETTINGS)
     kills, mid_write = 0, 0
-    while kills < 12 and (kills < 4 or mid_write == 0):
-        if not wait_for(ckpt, p):
-            break  # finished before this kill
-        time.sleep(rng.uniform(0, 0.3))  # within the next few steps and checkpoint writes
+    while kills < 15 and (kills < 4 or mid_write == 0):  # 3 random kills, then at least one mid-write
+        if kills < 3:  # at a random moment a little after a checkpoint
+            if not wait_for(ckpt, p):
+                break  # finished before this kill
+            time.sleep(rng.uniform(0, 0.3))
+        elif not wait_for_write(tmp, p):  # then while a checkpoint is being written
+            break
         if p.poll() is not None:
             break
         p.send_signal(signal.SIGKILL)
         p.wait()
         kills += 1
-        mid_write += (out / "checkpoint.safetensors.tmp").exists()  # killed while a checkpoint was being written
+        mid_write += tmp.exists()  # the killed process left its half-written checkpoint behind
         assert not (out / "metrics.json").exists()
+        tmp.unlink(missing_ok=True)  # so that the next one seen is the next process's
         p = start("--resume", str(out))
     code, err = finish(p)
     assert code == 0, err

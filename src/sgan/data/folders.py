@@ -66,8 +66,9 @@ class _Decoder(torch.utils.data.Dataset):
             return i, None, f"{type(e).__name__}: {e}".splitlines()[0]
 
 
-def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """(N_ok, C, size, size) uint8 for the decodable files, in order, and [(path, reason)] for the rest."""
+def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """(N_ok, C, size, size) uint8 for the decodable files, in order, the (N,) mask of which
+    files those are, and [(path, reason)] for the rest."""
     images = np.empty((len(paths), channels, size, size), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     skipped = []
@@ -78,29 +79,26 @@ def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> 
             skipped.append((str(paths[i]), reason))
         else:
             images[i], ok[i] = image, True
-    return images[ok], skipped
+    return images[ok], ok, skipped
 
 
 def read_folder(folder: Path, *, size: int, channels: int, workers: int = 0) -> ImageSet:
     """Class subfolders -> a labeled set (classes in sorted name order); image files directly
     in `folder` (or no subfolder with images) -> an unlabeled set."""
-    subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and image_files(d))
+    subdirs = {d.name: files for d in sorted(folder.iterdir()) if d.is_dir() and (files := image_files(d))}
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS]
     if subdirs and not loose:
-        classes = [d.name for d in subdirs]
-        per_class = [image_files(d) for d in subdirs]
+        classes, per_class = list(subdirs), list(subdirs.values())
         paths = [p for files in per_class for p in files]
         labels = np.concatenate([np.full(len(files), c, dtype=np.int64) for c, files in enumerate(per_class)])
     else:
         classes, paths, labels = [], image_files(folder), None
     if not paths:
         raise SganError(f"{folder}: no image files ({', '.join(EXTENSIONS)})")
-    images, skipped = decode_all(paths, size=size, channels=channels, workers=workers)
+    images, ok, skipped = decode_all(paths, size=size, channels=channels, workers=workers)
     if len(images) == 0:
         raise SganError(f"{folder}: none of its {len(paths)} image files could be decoded "
                         f"(first: {skipped[0][0]}: {skipped[0][1]})")
-    bad = {p for p, _ in skipped}
-    kept = [i for i, p in enumerate(paths) if str(p) not in bad]
-    return ImageSet(images=images, labels=None if labels is None else labels[kept],
-                    paths=np.array([str(paths[i]) for i in kept]), classes=classes, skipped=skipped,
+    return ImageSet(images=images, labels=None if labels is None else labels[ok],
+                    paths=np.array([str(p) for p in paths])[ok], classes=classes, skipped=skipped,
                     source=str(folder))

@@ -100,9 +100,18 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def numpy_rng_state() -> list:
-    name, key, *rest = np.random.get_state()  # ("MT19937", key array, pos, has_gauss, cached_gaussian)
-    return [name, key.tolist(), *rest]
+def host_rng_state() -> dict[str, Any]:
+    """Python's and numpy's global generators, as JSON. Training does not use them; a resumed
+    process continues them anyway."""
+    kind, key, *rest = np.random.get_state()  # ("MT19937", key array, pos, has_gauss, cached_gaussian)
+    return {"python": random.getstate(), "numpy": [kind, key.tolist(), *rest]}
+
+
+def set_host_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, key, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), *rest))
 
 
 class Checkpointer:
@@ -116,11 +125,8 @@ class Checkpointer:
 
     def save(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         self.log.flush()
-        # numpy's and Python's generators are not used in training; kept so that a resumed
-        # process continues them too
         save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell(),
-                                        "config": self.cfg.to_dict(), "rng_python": random.getstate(),
-                                        "rng_numpy": numpy_rng_state()})
+                                        "config": self.cfg.to_dict(), "rng_host": host_rng_state()})
 
 
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
@@ -170,15 +176,16 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
 
     def capture(step: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"{part}.{k}": v for part, m in parts.items() for k, v in m.state_dict().items()}
-        for i, opt in enumerate(method.optimizers()):
-            tensors.update({f"opt{i}.{p}.{k}": v for p, st in opt.state_dict()["state"].items() for k, v in st.items()})
+        opt_states = [opt.state_dict() for opt in method.optimizers()]
+        for i, sd in enumerate(opt_states):
+            tensors.update({f"opt{i}.{p}.{k}": v for p, st in sd["state"].items() for k, v in st.items()})
         if best["state"] is not None:
             tensors.update({f"best.{k}": v for k, v in best["state"].items()})
         tensors.update({"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state()})
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         state = {"method": name, "step": step, "train_seconds": train_seconds,
-                 "param_groups": [opt.state_dict()["param_groups"] for opt in method.optimizers()],
+                 "param_groups": [sd["param_groups"] for sd in opt_states],
                  "schedules": [sch.state_dict() for sch in schedules],
                  "best": {"val": best["val"], "step": best["step"]},
                  "order": {"lb": lb_stream.buffer.tolist(), "ulb": ulb_stream.buffer.tolist()}}
@@ -204,9 +211,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if under("best"):
             best.update(state["best"], state=under("best"))
         torch.set_rng_state(tensors["rng.torch"])
-        random.setstate((state["rng_python"][0], tuple(state["rng_python"][1]), state["rng_python"][2]))
-        name, key, *rest = state["rng_numpy"]
-        np.random.set_state((name, np.array(key, dtype=np.uint32), *rest))
+        set_host_rng_state(state["rng_host"])
         gen.set_state(tensors["rng.batches"])
         aug_gen.set_state(tensors["rng.aug"])
         if "rng.cuda" in tensors:

@@ -6,8 +6,9 @@ import csv
 import io
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -19,10 +20,20 @@ from .errors import SganError
 FORMAT_VERSION = 1
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yields a temporary path beside `path` to write; then flushes it to disk and renames it
+    over `path`, so a reader (or a kill) sees the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    yield tmp
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic(path) as tmp:
+        tmp.write_text(text)
 
 
 def csv_text(header: list[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -35,11 +46,10 @@ def csv_text(header: list[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def save_weights(module: nn.Module, path: Path, *, config: dict, shapes: dict) -> None:
     """`shapes` (channels, classes, ...) lets a reader rebuild the network before loading."""
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     metadata = {"format_version": str(FORMAT_VERSION), "config": json.dumps(config), "shapes": json.dumps(shapes)}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
 
 
 def read_shapes(path: Path) -> dict:
@@ -66,12 +76,9 @@ def load_weights(module: nn.Module, path: Path) -> None:
 def save_state(path: Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
     """A training checkpoint in one file: tensors as safetensors, the rest as JSON in its
     metadata. Written to a temporary file, then renamed: a kill mid-write leaves the last one."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={"format_version": str(FORMAT_VERSION), "state": json.dumps(state)})
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format_version": str(FORMAT_VERSION), "state": json.dumps(state)})
 
 
 def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

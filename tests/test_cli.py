@@ -34,9 +34,9 @@ def run_dir(tmp_path_factory, digits_csv) -> Path:
 
 def test_train_writes_a_complete_run_folder(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "split.json", "metrics.jsonl", "metrics.json", "losses.png", "samples.png",
-            "sgan_classifier.safetensors", "sgan_generator.safetensors",
-            "supervised_classifier.safetensors"} <= names
+    assert {"config.json", "split.json", "metrics.jsonl", "metrics.json", "losses.png", "sgan_samples.png",
+            "sgan_classifier.safetensors", "sgan_generator.safetensors", "supervised_classifier.safetensors",
+            "sgan_diagnostics.safetensors", "supervised_diagnostics.safetensors", "report.html"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) == {"protocol", "methods"}
@@ -49,7 +49,8 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert len(split["validation"]) == pytest.approx(1797 * 0.2, abs=10)
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["step"] for r in steps if "loss_d" in r} == {3, 6, 9, 12}
-    assert list((run_dir / "samples").glob("step_*.png"))
+    assert sorted(p.name for p in (run_dir / "samples" / "sgan").iterdir()) == [
+        "step_0000006.png", "step_0000012.png"]
 
 
 def test_same_seed_repeats_exactly(run_dir, digits_csv, tmp_path):

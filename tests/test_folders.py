@@ -142,8 +142,8 @@ def test_resnet18_sgan_end_to_end_on_folders(tmp_path):
         assert set(m) >= {"val", "test"} and 0 <= m["test"] <= 1
         assert m["selected_step"] in (2, 4)
     assert metrics["protocol"]["counts"] == {"labeled": 4, "unlabeled": 6, "val": 4, "test": 4}
-    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
-    assert Image.open(out / "samples.png").size[0] > 32
+    assert sorted(p.name for p in (out / "samples" / "sgan").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    assert Image.open(out / "sgan_samples.png").size[0] > 32
     with open(out / "skipped_files.csv") as f:
         assert {Path(r["file"]).name for r in csv.DictReader(f)} == {"zero.jpg", "truncated.jpg", "text.jpg", "bomb.png"}
 

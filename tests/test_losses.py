@@ -45,3 +45,11 @@ def test_feature_matching_loss_by_hand():
     real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean [2, 3]
     fake = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean [1, 1]
     assert math.isclose(losses.feature_matching_loss(real, fake).item(), (1 + 4) / 2)
+
+
+def test_pseudo_label_loss_counts_only_confident_images():
+    # plain view: image 0 is 22/24 = 0.917 sure of class 0, image 1 is unsure
+    weak = torch.tensor([[math.log(22.0), 0.0, 0.0], [0.1, 0.0, 0.0]])
+    strong = torch.tensor([[0.0, math.log(2.0), 0.0], [5.0, 0.0, 0.0]])  # image 0's strong view: p(class 0) = 1/4
+    assert math.isclose(losses.pseudo_label_loss(weak, strong, 0.9).item(), -math.log(1 / 4) / 2, rel_tol=1e-6)
+    assert losses.pseudo_label_loss(weak, strong, 0.95).item() == 0.0  # nobody is sure enough

@@ -17,17 +17,24 @@ def test_shapes_and_finite(channels):
     assert torch.isfinite(d(x)).all()
 
 
-@pytest.mark.parametrize("generator_loss", ["nonsaturating", "feature_matching"])
-def test_sgan_step_reaches_every_parameter(generator_loss):
+@pytest.mark.parametrize("generator_loss,pseudo_label_weight", [("nonsaturating", 0.0), ("feature_matching", 0.0),
+                                                                  ("nonsaturating", 1.0)])
+def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
     torch.manual_seed(0)
-    cfg = Config(generator_loss=generator_loss)
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    cfg = Config(generator_loss=generator_loss, pseudo_label_weight=pseudo_label_weight, pseudo_label_threshold=0.05)
+    views = []
+    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"),
+                          strong_augment=lambda x: views.append(x) or x.flip(3))
     assert isinstance(method, SGAN)
     before = {k: p.detach().clone() for k, p in
               [*method.classifier.named_parameters(), *(("g." + n, p) for n, p in method.generator.named_parameters())]}
     x = torch.rand(8, 1, 28, 28) * 2 - 1
     out = method.train_step(x, torch.randint(0, 10, (8,)), x)
-    assert set(out) == {"loss_sup", "loss_real", "loss_fake", "loss_d", "loss_g"}
+    expected = {"loss_sup", "loss_real", "loss_fake", "loss_d", "loss_g"}
+    assert set(out) == (expected | {"loss_pl"} if pseudo_label_weight else expected)
+    assert len(views) == (1 if pseudo_label_weight else 0)  # the strong view is of the unlabeled batch
+    if pseudo_label_weight:
+        assert out["loss_pl"] > 0
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     after = dict([*method.classifier.named_parameters(), *(("g." + n, p) for n, p in method.generator.named_parameters())])
     for name, p in after.items():
@@ -102,3 +109,14 @@ def test_channels_last_path_matches_the_plain_one():
         assert method.generator.net[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     for plain, fast in zip(*runs):
         assert fast == pytest.approx(plain, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.parametrize("stem,side", [("small", 32), ("imagenet", 16)])
+def test_resnet18_stems_at_64_px(stem, side):
+    from sgan.models import ResNet18Classifier
+
+    d = ResNet18Classifier(num_classes=2, image_size=64, stem=stem)
+    x = torch.randn(2, 3, 64, 64)
+    stages_in = d.body.maxpool(d.body.relu(d.body.bn1(d.body.conv1(x))))
+    assert stages_in.shape == (2, 64, side, side)  # where the residual stages start
+    assert d(x).shape == (2, 2) and d.features(x).shape == (2, 512)

@@ -30,6 +30,9 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     assert "holdout (transductive)" in md and "| 40 | conventional | - |" in md
     assert (out / "table_holdout.csv").read_text().startswith("n_labeled,method,unlabeled")
     assert (out / "accuracy_vs_budget.png").stat().st_size > 0
+    report = (out / "report.html").read_text()  # the verdict, the plot and one table per evaluation set
+    assert report.count("<img src=\"data:image/png;base64,") == 1 and "best SGAN variant" in report
+    assert report.count("<table>") == 1 + len(list(out.glob("table_*.md"))) and "holdout (transductive)" in report
 
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/metrics.json")}
     (out / "runs" / "n40_pool_seed1" / "metrics.json").unlink()  # as if that cell had been killed

@@ -18,6 +18,7 @@ METHODS = ("supervised", "conventional", "sgan", "sgan+aug")
 GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
 LR_SCHEDULES = ("constant", "cosine")
 MODELS = ("digits", "resnet18")
+RESNET_STEMS = ("small", "imagenet")
 PHOTO_SIZES = (32, 64, 96, 128, 224)
 SELECTIONS = ("final", "best_val")
 
@@ -43,6 +44,7 @@ class Config:
     # "digits": the notebook's 28 px pair; "resnet18": torchvision's ResNet18 (from scratch) and a
     # DCGAN generator sized to image_size
     model: str = "digits"
+    resnet_stem: str = "small"  # resnet18 below 128 px: "small" (3x3 stride 1) or "imagenet" (torchvision's)
     select: str = "final"  # or "best_val": keep the weights with the best validation accuracy
     methods: list[str] = field(default_factory=lambda: ["supervised", "sgan"])
     iterations: int = 1500
@@ -54,6 +56,10 @@ class Config:
     generator_loss: str = "nonsaturating"
     input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
     unlabeled_weight: float = 1.0
+    # SGAN: cross-entropy of a strongly augmented view of each unlabeled image against the class
+    # the plain view predicts with at least `threshold` confidence (FixMatch); 0: off
+    pseudo_label_weight: float = 0.0
+    pseudo_label_threshold: float = 0.95
     # SGAN: labeled and unlabeled images in separate BatchNorm batches (the unlabeled source may
     # come from another distribution); running statistics from the labeled ones
     split_bn: bool = False
@@ -63,6 +69,7 @@ class Config:
     adabn: bool = False  # also report accuracy with BatchNorm statistics re-estimated on each eval set
     ema: float = 0.0  # decay of an exponential moving average of the classifier, used to evaluate; 0: off
     log_every: int = 50
+    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
     eval_every: int = 500
     checkpoint_every: int = 500  # steps between checkpoints (also written at each method's end and on SIGINT/SIGTERM)
     seed: int = 0
@@ -84,9 +91,11 @@ class Config:
             raise SganError("config: submit needs test_data (the images to label)")
         if self.unlabeled == "test" and not self.test_data:
             raise SganError("config: unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
-        for name in ("aug_degrees", "aug_translate", "aug_scale"):
+        for name in ("aug_degrees", "aug_translate", "aug_scale", "pseudo_label_weight"):
             if getattr(self, name) < 0:
                 raise SganError(f"config: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 < self.pseudo_label_threshold <= 1:
+            raise SganError(f"config: pseudo_label_threshold must be in (0, 1], got {self.pseudo_label_threshold}")
         if not 0 <= self.ema < 1:
             raise SganError(f"config: ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:
@@ -94,7 +103,7 @@ class Config:
         for m in self.methods:
             if m not in METHODS:
                 raise SganError(f"config: unknown method {m!r}; choose from {', '.join(METHODS)}")
-        for key, allowed in (("model", MODELS), ("select", SELECTIONS)):
+        for key, allowed in (("model", MODELS), ("select", SELECTIONS), ("resnet_stem", RESNET_STEMS)):
             if getattr(self, key) not in allowed:
                 raise SganError(f"config: unknown {key} {getattr(self, key)!r}; choose from {', '.join(allowed)}")
         if self.model == "digits" and self.image_size != 28:

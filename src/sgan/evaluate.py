@@ -12,7 +12,7 @@ from .checkpoint import atomic_write_text, csv_text, load_weights, read_shapes
 from .config import load_run_config
 from .data import ImageSet, load_images
 from .data.prepare import check_label_range, prepare_images
-from .data.transforms import standardize
+from .data.transforms import standardize, to_uint8
 from .errors import SganError
 from .methods import build_classifier
 
@@ -47,6 +47,24 @@ def adapt_batchnorm(classifier: nn.Module, x: torch.Tensor, *, batch_size: int =
 
 def accuracy(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict_logits(classifier, x).argmax(dim=1) == y.cpu()).float().mean().item()
+
+
+def diagnose(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, worst: int = 16) -> dict[str, torch.Tensor]:
+    """What a report shows of one evaluation set: the confusion matrix (K, K), rows true and
+    columns predicted, and the `worst` most confidently wrong images with their labels."""
+    probabilities = predict_logits(classifier, x).softmax(dim=1)  # (N, K)
+    confidence, predicted = probabilities.max(dim=1)  # (N,), (N,)
+    y = y.cpu()
+    k = probabilities.shape[1]
+    confusion = torch.bincount(y * k + predicted, minlength=k * k).view(k, k)
+    wrong = (predicted != y).nonzero().squeeze(1)  # (W,)
+    pick = wrong[confidence[wrong].argsort(descending=True)[:worst]]
+    return {"confusion": confusion, "wrong_index": pick, "wrong_true": y[pick], "wrong_predicted": predicted[pick],
+            "wrong_confidence": confidence[pick], "wrong_images": to_uint8(x[pick].cpu())}
+
+
+def confusion_accuracy(confusion: torch.Tensor) -> float:
+    return (confusion.trace() / confusion.sum()).item()
 
 
 class TrainedClassifier:

@@ -30,6 +30,14 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(torch.logsumexp(logits, dim=1)).mean()
 
 
+def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Cross-entropy of a strongly augmented view (B, K) against the argmax of the plain view
+    (B, K), counted only where the plain view is at least `threshold` confident (FixMatch)."""
+    confidence, target = F.softmax(logits_weak, dim=1).max(dim=1)  # (B,), (B,)
+    mask = (confidence >= threshold).float()
+    return (F.cross_entropy(logits_strong, target, reduction="none") * mask).mean()
+
+
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
     """Squared distance between the batch means of discriminator features (B, F)."""
     return (real_features.mean(dim=0) - fake_features.mean(dim=0)).pow(2).mean()

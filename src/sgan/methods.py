@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 from torch import nn
@@ -93,11 +93,17 @@ class SGAN:
 
     def __init__(self, *, classifier: nn.Module, generator: nn.Module, opt_d: torch.optim.Optimizer,
                  opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
-                 unlabeled_weight: float = 1.0, split_bn: bool = False) -> None:
+                 unlabeled_weight: float = 1.0, split_bn: bool = False,
+                 pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
+                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.classifier, self.generator = classifier, generator
         self.opt_d, self.opt_g = opt_d, opt_g
         self.z_dim, self.generator_loss, self.unlabeled_weight = z_dim, generator_loss, unlabeled_weight
         self.split_bn = split_bn
+        self.pseudo_label_weight, self.pseudo_label_threshold = pseudo_label_weight, pseudo_label_threshold
+        self.strong_augment = strong_augment
+        if pseudo_label_weight > 0 and strong_augment is None:
+            raise ValueError("pseudo-labels need a strong_augment function")
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         d, g = self.classifier, self.generator
@@ -118,6 +124,13 @@ class SGAN:
         loss_real = losses.real_loss(logits_ulb)
         loss_fake = losses.fake_loss(logits_fake)
         loss_d = loss_sup + self.unlabeled_weight * 0.5 * (loss_real + loss_fake)
+        extra = {}
+        if self.pseudo_label_weight > 0:
+            with frozen_bn_stats(d):
+                logits_strong = d(self.strong_augment(x_ulb))  # (B_ulb, K)
+            loss_pl = losses.pseudo_label_loss(logits_ulb.detach(), logits_strong, self.pseudo_label_threshold)
+            loss_d = loss_d + self.pseudo_label_weight * loss_pl
+            extra["loss_pl"] = loss_pl.item()
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -134,7 +147,7 @@ class SGAN:
         loss_g.backward()
         self.opt_g.step()
         return {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(),
-                "loss_fake": loss_fake.item(), "loss_d": loss_d.item(), "loss_g": loss_g.item()}
+                "loss_fake": loss_fake.item(), "loss_d": loss_d.item(), "loss_g": loss_g.item(), **extra}
 
     def modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier, "generator": self.generator}
@@ -146,7 +159,7 @@ class SGAN:
 def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
     if cfg.model == "resnet18":
         return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
-                                  input_noise=cfg.input_noise)
+                                  input_noise=cfg.input_noise, stem=cfg.resnet_stem)
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
 
 
@@ -161,7 +174,8 @@ def adam(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=True)
 
 
-def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device) -> Method:
+def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device,
+                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Method:
     """Networks and Adam optimizers for one method; the classifier is built first, so with the
     same seed every method starts from the same classifier weights."""
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -171,4 +185,6 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     generator = build_generator(cfg, channels=channels).to(device, memory_format=layout)
     return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
                 z_dim=cfg.z_dim, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
-                split_bn=cfg.split_bn)
+                split_bn=cfg.split_bn,
+                pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
+                strong_augment=strong_augment)

@@ -19,7 +19,7 @@ from typing import Any
 from .checkpoint import atomic_write_text, csv_text
 from .errors import SganError
 from .methods import METHOD_SPECS
-from .report import accuracies, plot_budget_curves
+from .report import accuracies, plot_budget_curves, write_html_report
 
 POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
 
@@ -128,6 +128,7 @@ def write_report(results: list[dict[str, Any]], out: Path) -> None:
             ["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"], csv_rows))
     atomic_write_text(out / "verdict.md", verdict(rows))
     plot_budget_curves(rows, out / "accuracy_vs_budget.png")
+    write_html_report(out)
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:

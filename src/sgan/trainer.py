@@ -20,6 +20,7 @@ from typing import Any, Iterator, TextIO
 import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from .checkpoint import atomic_write_text, csv_text, load_state, save_state, save_weights
@@ -27,9 +28,9 @@ from .config import Config, load_run_config, resolve
 from .data import Prepared, prepare
 from .errors import SganError
 from .data.transforms import random_affine
-from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, write_submission
+from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, confusion_accuracy, diagnose, write_submission
 from .methods import METHOD_SPECS, Method, build_method
-from .report import plot_losses, save_sample_grid
+from .report import plot_losses, save_sample_grid, write_html_report
 
 
 SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
@@ -87,7 +88,8 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
         "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
         "selection": ("best validation accuracy" if cfg.select == "best_val" else "final weights")
                      + (f", EMA {cfg.ema}" if cfg.ema else ""),
-        "adabn": cfg.adabn, "counts": data.summary,
+        "adabn": cfg.adabn, "counts": data.summary, "sets": data.describe(),
+        "classes": data.classes,
     }
 
 
@@ -129,16 +131,18 @@ class Checkpointer:
                                         "config": self.cfg.to_dict(), "rng_host": host_rng_state()})
 
 
+def tensorboard_writer(run_dir: Path, method: str) -> Any:
+    """torch's SummaryWriter for one method's event files, under tensorboard/<method>."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SganError("tensorboard logs need the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard" / method))
+
+
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
                  log: TextIO, ckpt: Checkpointer, resume: tuple[dict, dict] | None = None) -> dict[str, Any]:
     spec = METHOD_SPECS[name]
-    torch.manual_seed(cfg.seed)
-    method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
-    ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
-    schedules = lr_schedules(method, cfg)
-    x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     def augment(x: torch.Tensor) -> torch.Tensor:  # training batches only, never evaluation sets
@@ -147,6 +151,18 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         return random_affine(x, degrees=cfg.aug_degrees, translate=cfg.aug_translate, scale=cfg.aug_scale,
                              generator=aug_gen)
 
+    def strong_augment(x: torch.Tensor) -> torch.Tensor:  # the pseudo-label view: twice the ranges
+        return random_affine(x, degrees=2 * cfg.aug_degrees, translate=2 * cfg.aug_translate,
+                             scale=2 * cfg.aug_scale, generator=aug_gen)
+
+    torch.manual_seed(cfg.seed)
+    method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device,
+                          strong_augment=strong_augment)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
+    ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
+    schedules = lr_schedules(method, cfg)
+    x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
     x_val, y_val = data.evals["val"].x, data.evals["val"].y
     # the network that is evaluated and saved: the classifier itself or its moving average
     scored = method.classifier
@@ -154,9 +170,10 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         scored = AveragedModel(method.classifier, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     generator = getattr(method, "generator", None)
     fixed_noise = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    samples_dir = run_dir / "samples"
+    samples_dir = run_dir / "samples" / name
 
     best: dict[str, Any] = {"val": -1.0, "step": 0, "state": None}  # for select = "best_val"
+    tb = tensorboard_writer(run_dir, name) if cfg.tensorboard else None
 
     def snapshot(step: int) -> dict[str, float]:
         row = {"method": name, "step": step, "val": accuracy(scored, x_val, y_val)}
@@ -164,11 +181,16 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             best.update(val=row["val"], step=step,
                         state={k: v.detach().clone() for k, v in scored.state_dict().items()})
         if generator is not None:
-            samples_dir.mkdir(exist_ok=True)
+            samples_dir.mkdir(parents=True, exist_ok=True)
             with torch.no_grad():
                 generator.eval()
-                save_sample_grid(generator(fixed_noise), samples_dir / f"step_{step:07d}.png")
+                fake = generator(fixed_noise)  # (64, C, H, W)
                 generator.train()
+            save_sample_grid(fake, samples_dir / f"step_{step:07d}.png")
+            if tb is not None:
+                tb.add_image("samples", make_grid(fake.float().cpu(), nrow=8, normalize=True, value_range=(-1, 1)), step)
+        if tb is not None:
+            tb.add_scalar("val_accuracy", row["val"], step)
         log.write(json.dumps(row) + "\n")
         return row
 
@@ -243,6 +265,9 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if step % cfg.log_every == 0:
             log.write(json.dumps({"method": name, "step": step, **losses}) + "\n")
             shown.update({k.removeprefix("loss_"): f"{losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses})
+            if tb is not None:
+                for key, value in losses.items():
+                    tb.add_scalar(key, value, step)
             bar.set_postfix(shown, refresh=False)
         if step % cfg.eval_every == 0 or step == cfg.iterations:
             shown["val"] = f"{snapshot(step)['val']:.3f}"
@@ -253,10 +278,15 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if ckpt.stop_signal is not None:
             raise Interrupted(ckpt.stop_signal, step, run_dir)
     bar.close()
+    if tb is not None:
+        tb.close()
 
     if best["state"] is not None:  # chosen on validation; test sets are scored once, below
         scored.load_state_dict(best["state"])
-    result: dict[str, Any] = {k: accuracy(scored, v.x, v.y) for k, v in data.evals.items()}
+    diagnostics = {k: diagnose(scored, v.x, v.y) for k, v in data.evals.items()}
+    save_state(run_dir / f"{name}_diagnostics.safetensors",
+               {f"{k}.{part}": t for k, d in diagnostics.items() for part, t in d.items()}, {"sets": list(diagnostics)})
+    result: dict[str, Any] = {k: confusion_accuracy(d["confusion"]) for k, d in diagnostics.items()}
     if cfg.adabn:  # reported under its own key: it looks at the evaluation images
         result.update({f"{k}+adabn": accuracy(adapt_batchnorm(scored, v.x), v.x, v.y) for k, v in data.evals.items()})
     result.update(train_seconds=round(train_seconds, 3), iterations=cfg.iterations,
@@ -267,7 +297,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
                      shapes={"channels": data.channels, "num_classes": data.num_classes, "classes": data.classes,
                              "standardize": list(data.pool_stats) if spec.conventional else None})
     if generator is not None:  # the last step always took a snapshot
-        shutil.copyfile(samples_dir / f"step_{cfg.iterations:07d}.png", run_dir / "samples.png")
+        shutil.copyfile(samples_dir / f"step_{cfg.iterations:07d}.png", run_dir / f"{name}_samples.png")
     return result
 
 
@@ -322,7 +352,8 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
         test = classifier.read(cfg.test_data)
         write_submission(run_dir / "submission.csv", test, classifier.predict(test).tolist())
         metrics["protocol"]["submission_method"] = best
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: marks completion
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))  # marks completion
+    write_html_report(run_dir)  # from the folder's files alone, as `sgan report` rebuilds it
     return metrics
 
 

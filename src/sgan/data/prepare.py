@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,17 @@ class Prepared:
     summary: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # undecodable image files: (file, reason)
     classes: list[str] = field(default_factory=list)  # class names, when the pool is an image folder
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """Per set: image count, count per class (labeled sets) and pixel mean/std in model
+        range, so that a shift between sets shows."""
+        def row(x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
+            mean, std = set_stats(x)
+            per_class = torch.bincount(y, minlength=self.num_classes).tolist() if y is not None else None
+            return {"images": len(x), "per_class": per_class, "pixel_mean": round(mean, 4), "pixel_std": round(std, 4)}
+
+        return {"labeled": row(self.labeled.x, self.labeled.y), "unlabeled": row(self.x_ulb, None),
+                **{k: row(v.x, v.y) for k, v in self.evals.items()}}
 
     def standardized(self) -> "Prepared":
         """Every set (labeled, unlabeled, each evaluation set) shifted and scaled from its own

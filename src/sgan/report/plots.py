@@ -1,4 +1,4 @@
-"""Pictures of a run: generated-sample grids and loss curves."""
+"""Pictures and tables of a run: generated-sample grids, loss curves, accuracy vs budget."""
 
 from __future__ import annotations
 

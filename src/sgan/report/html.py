@@ -1,0 +1,215 @@
+"""report.html: one self-contained page per run or sweep (images embedded as data URIs, no
+scripts, no network), rebuilt from the folder's files alone."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ..checkpoint import atomic_write_text, load_state  # noqa: E402
+from ..errors import SganError  # noqa: E402
+from .plots import RUN_FACTS, accuracies  # noqa: E402
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ccc; padding: .25em .6em; }
+th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { display: inline-block; margin: .3em; text-align: center; font-size: .85em; }
+img { max-width: 100%; height: auto; } img.pixel { image-rendering: pixelated; } .muted { color: #666; } pre { background: #f7f7f7; padding: .8em; }
+"""
+CURVES = (("loss_d", "discriminator loss"), ("loss_g", "generator loss"), ("loss_sup", "supervised loss"))
+GRIDS_SHOWN = 5  # sample grids per method, evenly spaced over training
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def image_png(image: torch.Tensor) -> bytes:
+    """One uint8 image (C, H, W) -> PNG bytes."""
+    array = image.permute(1, 2, 0).numpy()  # (H, W, C)
+    buf = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buf, format="png")
+    return buf.getvalue()
+
+
+def img(png: bytes, alt: str, *, width: int | None = None, pixel: bool = False) -> str:
+    size = f' width="{width}"' if width else ""
+    cls = ' class="pixel"' if pixel else ""
+    return f'<img src="{data_uri(png)}" alt="{escape(alt)}"{size}{cls}>'
+
+
+def table(header: list[str], rows: list[list[str]], *, numeric_from: int = 1) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f'<td class="num">{escape(c)}</td>' if i >= numeric_from else f"<td>{escape(c)}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def markdown_table(text: str) -> str:
+    """The pipe tables the sweep writes (header, separator, rows) as HTML."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return table(cells[0], cells[2:], numeric_from=99) if cells else ""
+
+
+def page(title: str, sections: list[str]) -> str:
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{''.join(sections)}</body></html>\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SganError(f"{path}: cannot read: {e}") from None
+
+
+def curves_png(rows: list[dict[str, Any]]) -> bytes:
+    """D, G and supervised losses and validation accuracy over steps, one line per method."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        for ax, (key, _) in zip(axes, CURVES):
+            points = [(r["step"], r[key]) for r in mine if key in r]
+            if points:
+                ax.plot(*zip(*points), label=method)
+        evals = [(r["step"], 100 * r["val"]) for r in mine if "val" in r]
+        if evals:
+            axes[3].plot(*zip(*evals), marker="o", label=method)
+    for ax, title in zip(axes, [t for _, t in CURVES] + ["validation accuracy %"]):
+        ax.set(title=title, xlabel="iteration")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def confusion_html(confusion: torch.Tensor, classes: list[str]) -> str:
+    """Rows: true class, columns: predicted; cells shaded by their share of the row."""
+    share = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp(min=1)
+    head = "<tr><th>true \\ predicted</th>" + "".join(f"<th>{escape(c)}</th>" for c in classes) + "</tr>"
+    body = ""
+    for i, name in enumerate(classes):
+        cells = "".join(f'<td class="num" style="background: rgba(31,119,180,{share[i, j]:.2f})">{int(confusion[i, j])}</td>'
+                        for j in range(len(classes)))
+        body += f"<tr><th>{escape(name)}</th>{cells}</tr>"
+    return f"<table>{head}{body}</table>"
+
+
+def wrong_html(d: dict[str, torch.Tensor], prefix: str, classes: list[str]) -> str:
+    images = d[f"{prefix}.wrong_images"]
+    if not len(images):
+        return "<p class='muted'>no mistakes</p>"
+    side = max(64, images.shape[-1])
+    figures = [f"<figure>{img(image_png(im), f'true {classes[t]}, predicted {classes[p]}', width=side, pixel=True)}"
+               f"<figcaption>true {escape(classes[t])}<br>predicted {escape(classes[p])} ({c:.2f})</figcaption></figure>"
+               for im, t, p, c in zip(images, d[f"{prefix}.wrong_true"].tolist(), d[f"{prefix}.wrong_predicted"].tolist(),
+                                      d[f"{prefix}.wrong_confidence"].tolist())]
+    return "<div>" + "".join(figures) + "</div>"
+
+
+def sample_grids(run_dir: Path, method: str) -> list[Path]:
+    grids = sorted((run_dir / "samples" / method).glob("step_*.png"))
+    if len(grids) <= GRIDS_SHOWN:
+        return grids
+    picks = {round(i * (len(grids) - 1) / (GRIDS_SHOWN - 1)) for i in range(GRIDS_SHOWN)}
+    return [grids[i] for i in sorted(picks)]
+
+
+def run_sections(run_dir: Path) -> list[str]:
+    metrics = read_json(run_dir / "metrics.json")
+    config = read_json(run_dir / "config.json")
+    protocol, methods = metrics["protocol"], metrics["methods"]
+    sets_info: dict[str, dict[str, Any]] = protocol.get("sets", {})
+    num_classes = config.get("num_classes") or 0
+    classes = protocol.get("classes") or [str(i) for i in range(num_classes)]
+    eval_sets = list(accuracies(next(iter(methods.values()))))
+    unlabeled = protocol["unlabeled"] + (" (transductive: an evaluation set used unlabeled)" if protocol["transductive"] else "")
+    facts = (f"data {protocol['data']}" + (f" (preset {protocol['preset']})" if protocol.get("preset") else "")
+             + f"; {protocol['n_labeled']} labeled; unlabeled: {unlabeled}; seed {protocol['seed']}; "
+             f"{protocol['iterations']} iterations at batch {protocol['batch_size']}; selection: {protocol['selection']}")
+    out = [f"<p>{escape(facts)}</p>", "<h2>Results</h2>",
+           table(["method", *[f"{s} acc %" for s in eval_sets], *RUN_FACTS],
+                 [[name, *(f"{100 * m[s]:.2f}" for s in eval_sets), *(str(m.get(k, "")) for k in RUN_FACTS)]
+                  for name, m in methods.items()]),
+           "<p class='muted'>Sets marked +adabn re-estimate BatchNorm statistics on that set's own images (no labels).</p>"]
+    if sets_info:
+        out += ["<h2>Data</h2>", table(
+            ["set", "images", "per class", "pixel mean", "pixel std"],
+            [[name, str(s["images"]), " ".join(map(str, s["per_class"])) if s["per_class"] else "(unlabeled)",
+              f"{s['pixel_mean']:.4f}", f"{s['pixel_std']:.4f}"] for name, s in sets_info.items()]),
+            f"<p class='muted'>Per class: counts of classes {escape(', '.join(classes))}. "
+            "Pixel statistics in the model's [-1, 1] range: a different mean or std is a shift.</p>"]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    out += ["<h2>Training curves</h2>", img(curves_png(rows), "training curves")]
+    grids = {m: sample_grids(run_dir, m) for m in methods}
+    if any(grids.values()):
+        out.append("<h2>Generated samples</h2><p class='muted'>The same fixed noise batch at each point.</p>")
+        for method, paths in grids.items():
+            if paths:
+                figures = "".join(f"<figure>{img(p.read_bytes(), f'{method} {p.stem}', width=240, pixel=True)}"
+                                  f"<figcaption>{escape(method)}, step {int(p.stem.split('_')[1])}</figcaption></figure>"
+                                  for p in paths)
+                out.append(f"<div>{figures}</div>")
+    for method in methods:
+        path = run_dir / f"{method}_diagnostics.safetensors"
+        if not path.is_file():
+            continue
+        tensors, state = load_state(path)
+        out.append(f"<h2>{escape(method)}: confusion and confident mistakes</h2>")
+        for name in state["sets"]:
+            out += [f"<h3>{escape(method)} on {escape(name)}</h3>", confusion_html(tensors[f"{name}.confusion"], classes),
+                    "<p>Most confidently wrong:</p>", wrong_html(tensors, name, classes)]
+    out += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(config, indent=2))}</pre>"]
+    return out
+
+
+def sweep_sections(sweep_dir: Path) -> list[str]:
+    out = []
+    if (sweep_dir / "verdict.md").is_file():
+        verdict = (sweep_dir / "verdict.md").read_text()
+        out += ["<h2>Best SGAN variant vs best non-GAN method</h2>", markdown_table(verdict),
+                f"<p class='muted'>{escape(verdict.strip().splitlines()[-1])}</p>"]
+    if (sweep_dir / "accuracy_vs_budget.png").is_file():
+        out += ["<h2>Accuracy vs label budget</h2>", img((sweep_dir / "accuracy_vs_budget.png").read_bytes(), "accuracy vs label budget")]
+    for path in sorted(sweep_dir.glob("table_*.md")):
+        out += [f"<h2>{escape(path.stem.removeprefix('table_'))}</h2>", markdown_table(path.read_text())]
+    return out
+
+
+def write_html_report(folder: str | Path) -> Path:
+    """(Re)build `report.html` in a finished run folder or a sweep folder; returns its path."""
+    folder = Path(folder)
+    if (folder / "metrics.json").is_file():
+        title, sections = "sgan run report", run_sections(folder)
+    elif (folder / "summary.json").is_file():
+        title, sections = "sgan sweep report", sweep_sections(folder)
+    elif (folder / "config.json").is_file():
+        raise SganError(f"{folder}: run not finished (no metrics.json); finish it with sgan train --resume {folder}")
+    else:
+        raise SganError(f"{folder}: not a run or sweep folder (no metrics.json or summary.json)")
+    out = folder / "report.html"
+    atomic_write_text(out, page(title, sections))
+    return out

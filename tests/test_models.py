@@ -120,3 +120,15 @@ def test_resnet18_stems_at_64_px(stem, side):
     stages_in = d.body.maxpool(d.body.relu(d.body.bn1(d.body.conv1(x))))
     assert stages_in.shape == (2, 64, side, side)  # where the residual stages start
     assert d(x).shape == (2, 2) and d.features(x).shape == (2, 512)
+
+
+def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
+    from sgan.models.digits import Dropout
+
+    torch.manual_seed(0)
+    drop, x = Dropout(0.5), torch.ones(200, 2048)
+    y = drop.train()(x)
+    assert set(y.unique().tolist()) == {0.0, 2.0}  # zeroed, or scaled by 1 / (1 - p)
+    assert (y == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.02)
+    assert torch.equal(drop.eval()(x), x)

@@ -10,16 +10,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from ..checkpoint import atomic_write_text, load_state  # noqa: E402
-from ..errors import SganError  # noqa: E402
-from .plots import RUN_FACTS, accuracies  # noqa: E402
+from ..checkpoint import atomic_write_text, load_state
+from ..config import load_run_config
+from ..errors import SganError
+from .plots import RUN_FACTS, accuracies
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -29,19 +26,11 @@ th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: ta
 figure { display: inline-block; margin: .3em; text-align: center; font-size: .85em; }
 img { max-width: 100%; height: auto; } img.pixel { image-rendering: pixelated; } .muted { color: #666; } pre { background: #f7f7f7; padding: .8em; }
 """
-CURVES = (("loss_d", "discriminator loss"), ("loss_g", "generator loss"), ("loss_sup", "supervised loss"))
 GRIDS_SHOWN = 5  # sample grids per method, evenly spaced over training
 
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_png(fig: plt.Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def image_png(image: torch.Tensor) -> bytes:
@@ -69,7 +58,7 @@ def markdown_table(text: str) -> str:
     """The pipe tables the sweep writes (header, separator, rows) as HTML."""
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-    return table(cells[0], cells[2:], numeric_from=99) if cells else ""
+    return table(cells[0], cells[2:], numeric_from=len(cells[0])) if cells else ""  # no column right-aligned
 
 
 def page(title: str, sections: list[str]) -> str:
@@ -82,28 +71,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise SganError(f"{path}: cannot read: {e}") from None
-
-
-def curves_png(rows: list[dict[str, Any]]) -> bytes:
-    """D, G and supervised losses and validation accuracy over steps, one line per method."""
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for method in methods:
-        mine = [r for r in rows if r["method"] == method]
-        for ax, (key, _) in zip(axes, CURVES):
-            points = [(r["step"], r[key]) for r in mine if key in r]
-            if points:
-                ax.plot(*zip(*points), label=method)
-        evals = [(r["step"], 100 * r["val"]) for r in mine if "val" in r]
-        if evals:
-            axes[3].plot(*zip(*evals), marker="o", label=method)
-    for ax, title in zip(axes, [t for _, t in CURVES] + ["validation accuracy %"]):
-        ax.set(title=title, xlabel="iteration")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    return figure_png(fig)
 
 
 def confusion_html(confusion: torch.Tensor, classes: list[str]) -> str:
@@ -140,11 +107,10 @@ def sample_grids(run_dir: Path, method: str) -> list[Path]:
 
 def run_sections(run_dir: Path) -> list[str]:
     metrics = read_json(run_dir / "metrics.json")
-    config = read_json(run_dir / "config.json")
+    config = load_run_config(run_dir)
     protocol, methods = metrics["protocol"], metrics["methods"]
     sets_info: dict[str, dict[str, Any]] = protocol.get("sets", {})
-    num_classes = config.get("num_classes") or 0
-    classes = protocol.get("classes") or [str(i) for i in range(num_classes)]
+    classes = protocol.get("classes") or [str(i) for i in range(config.num_classes or 0)]
     eval_sets = list(accuracies(next(iter(methods.values()))))
     unlabeled = protocol["unlabeled"] + (" (transductive: an evaluation set used unlabeled)" if protocol["transductive"] else "")
     facts = (f"data {protocol['data']}" + (f" (preset {protocol['preset']})" if protocol.get("preset") else "")
@@ -162,8 +128,7 @@ def run_sections(run_dir: Path) -> list[str]:
               f"{s['pixel_mean']:.4f}", f"{s['pixel_std']:.4f}"] for name, s in sets_info.items()]),
             f"<p class='muted'>Per class: counts of classes {escape(', '.join(classes))}. "
             "Pixel statistics in the model's [-1, 1] range: a different mean or std is a shift.</p>"]
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    out += ["<h2>Training curves</h2>", img(curves_png(rows), "training curves")]
+    out += ["<h2>Training curves</h2>", img((run_dir / "losses.png").read_bytes(), "training curves")]
     grids = {m: sample_grids(run_dir, m) for m in methods}
     if any(grids.values()):
         out.append("<h2>Generated samples</h2><p class='muted'>The same fixed noise batch at each point.</p>")
@@ -182,7 +147,7 @@ def run_sections(run_dir: Path) -> list[str]:
         for name in state["sets"]:
             out += [f"<h3>{escape(method)} on {escape(name)}</h3>", confusion_html(tensors[f"{name}.confusion"], classes),
                     "<p>Most confidently wrong:</p>", wrong_html(tensors, name, classes)]
-    out += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(config, indent=2))}</pre>"]
+    out += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(config.to_dict(), indent=2))}</pre>"]
     return out
 
 

@@ -19,26 +19,30 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
                value_range=(-1, 1), padding=2)
 
 
+CURVES = (("loss_d", "discriminator loss"), ("loss_g", "generator loss"), ("loss_sup", "supervised loss"))
+
+
 def plot_losses(metrics_path: Path, out: Path) -> None:
-    """Loss curves per method from the per-step metrics file (JSONL)."""
+    """D, G and supervised losses and validation accuracy over steps, one line per method, from
+    the per-step metrics file (JSONL); report.html shows this picture."""
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    methods = sorted({r["method"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for method in methods:
-        steps = [r for r in rows if r["method"] == method and "loss_sup" in r]
-        for key in ("loss_sup", "loss_d", "loss_g"):
-            if steps and key in steps[0]:
-                axes[0].plot([r["step"] for r in steps], [r[key] for r in steps], label=f"{method} {key}")
-        evals = [r for r in rows if r["method"] == method and "val" in r]
-        axes[1].plot([r["step"] for r in evals], [r["val"] for r in evals], marker="o", label=method)
-    axes[0].set(xlabel="iteration", ylabel="loss", title="training losses", yscale="log")
-    axes[1].set(xlabel="iteration", ylabel="accuracy", title="validation accuracy")
-    for ax in axes:
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for method in dict.fromkeys(r["method"] for r in rows):  # in training order
+        mine = [r for r in rows if r["method"] == method]
+        for ax, (key, _) in zip(axes, CURVES):
+            points = [(r["step"], r[key]) for r in mine if key in r]
+            if points:
+                ax.plot(*zip(*points), label=method)
+        evals = [(r["step"], 100 * r["val"]) for r in mine if "val" in r]
+        if evals:
+            axes[3].plot(*zip(*evals), marker="o", label=method)
+    for ax, title in zip(axes, [t for _, t in CURVES] + ["validation accuracy %"]):
+        ax.set(title=title, xlabel="iteration")
+        ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
 
 

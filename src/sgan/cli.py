@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import FIELDS, load_run_config, read_config_file, resolve
+from .distributed import ranks_from_env
 from .errors import SganError
 from .evaluate import TrainedClassifier, write_predictions, write_submission
 from .report import format_table, write_html_report
@@ -143,6 +144,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = resolve(values, _overrides(args))
         out = cfg.out or str(default_run_dir())
         metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
+    if not ranks_from_env().main:  # under torchrun rank 0 reports
+        return
     print(format_table(metrics))
     print(f"run folder: {out} (open {Path(out) / 'report.html'})")
 

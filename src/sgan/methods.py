@@ -32,6 +32,13 @@ METHOD_SPECS = {
 }
 
 
+Wrap = Callable[[nn.Module], nn.Module]  # e.g. into DistributedDataParallel
+
+
+def same(module: nn.Module) -> nn.Module:
+    return module
+
+
 class Method(Protocol):
     classifier: nn.Module
 
@@ -71,11 +78,12 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 class Supervised:
     """The twin: the same classifier trained on the labeled images only."""
 
-    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer) -> None:
+    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, wrap: Wrap = same) -> None:
         self.classifier, self.opt = classifier, opt
+        self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        loss = losses.supervised_loss(self.classifier(x_lb), y_lb)
+        loss = losses.supervised_loss(self.net(x_lb), y_lb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -95,8 +103,11 @@ class SGAN:
                  opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
                  unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
-                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same) -> None:
         self.classifier, self.generator = classifier, generator
+        # the D phase and the generator forward run these (DistributedDataParallel under torchrun);
+        # the G phase calls the bare classifier: it needs no weight gradients there, so none to average
+        self.d_net, self.g_net = wrap(classifier), wrap(generator)
         self.opt_d, self.opt_g = opt_d, opt_g
         self.z_dim, self.generator_loss, self.unlabeled_weight = z_dim, generator_loss, unlabeled_weight
         self.split_bn = split_bn
@@ -106,20 +117,20 @@ class SGAN:
             raise ValueError("pseudo-labels need a strong_augment function")
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        d, g = self.classifier, self.generator
+        d, d_net = self.classifier, self.d_net
         n_lb = len(x_lb)
         z = torch.randn(len(x_ulb), self.z_dim, device=x_ulb.device)
-        fake = g(z)  # (B, C, H, W); one generator forward serves both phases
+        fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
 
         # Phase 1: discriminator on real images and on fake.detach()
         if self.split_bn:
-            logits_lb = d(x_lb)  # (B_lb, K); the running statistics come from labeled images only
+            logits_lb = d_net(x_lb)  # (B_lb, K); the running statistics come from labeled images only
             with frozen_bn_stats(d):
-                logits_ulb = d(x_ulb)  # (B_ulb, K), normalised with its own batch statistics
+                logits_ulb = d_net(x_ulb)  # (B_ulb, K), normalised with its own batch statistics
         else:
-            logits_lb, logits_ulb = d(torch.cat([x_lb, x_ulb])).split([n_lb, len(x_ulb)])  # one BatchNorm batch
+            logits_lb, logits_ulb = d_net(torch.cat([x_lb, x_ulb])).split([n_lb, len(x_ulb)])  # one BatchNorm batch
         with frozen_bn_stats(d):
-            logits_fake = d(fake.detach())
+            logits_fake = d_net(fake.detach())
         loss_sup = losses.supervised_loss(logits_lb, y_lb)
         loss_real = losses.real_loss(logits_ulb)
         loss_fake = losses.fake_loss(logits_fake)
@@ -127,7 +138,7 @@ class SGAN:
         extra = {}
         if self.pseudo_label_weight > 0:
             with frozen_bn_stats(d):
-                logits_strong = d(self.strong_augment(x_ulb))  # (B_ulb, K)
+                logits_strong = d_net(self.strong_augment(x_ulb))  # (B_ulb, K)
             loss_pl = losses.pseudo_label_loss(logits_ulb.detach(), logits_strong, self.pseudo_label_threshold)
             loss_d = loss_d + self.pseudo_label_weight * loss_pl
             extra["loss_pl"] = loss_pl.item()
@@ -175,16 +186,16 @@ def adam(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 
 
 def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device,
-                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Method:
+                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same) -> Method:
     """Networks and Adam optimizers for one method; the classifier is built first, so with the
     same seed every method starts from the same classifier weights."""
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device, memory_format=layout)
     if METHOD_SPECS[name].base == "supervised":
-        return Supervised(classifier=classifier, opt=adam(classifier, cfg))
+        return Supervised(classifier=classifier, opt=adam(classifier, cfg), wrap=wrap)
     generator = build_generator(cfg, channels=channels).to(device, memory_format=layout)
     return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
                 z_dim=cfg.z_dim, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
                 split_bn=cfg.split_bn,
                 pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
-                strong_augment=strong_augment)
+                strong_augment=strong_augment, wrap=wrap)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, TextIO
@@ -28,6 +30,8 @@ from .config import Config, load_run_config, resolve
 from .data import Prepared, prepare
 from .errors import SganError
 from .data.transforms import random_affine
+from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
+                          rank_seed, ranks_from_env, shard)
 from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, confusion_accuracy, diagnose, write_submission
 from .methods import METHOD_SPECS, Method, build_method
 from .report import plot_losses, save_sample_grid, write_html_report
@@ -120,12 +124,14 @@ class Checkpointer:
     """The run's one checkpoint file: finished methods' results, and the running method's
     networks, optimizers, schedules, EMA, best weights, RNG states and batch order."""
 
-    def __init__(self, run_dir: Path, log: TextIO, cfg: Config) -> None:
-        self.path, self.log, self.cfg = run_dir / "checkpoint.safetensors", log, cfg
+    def __init__(self, run_dir: Path, log: TextIO, cfg: Config, ranks: Ranks) -> None:
+        self.path, self.log, self.cfg, self.ranks = run_dir / "checkpoint.safetensors", log, cfg, ranks
         self.done: dict[str, Any] = {}
         self.stop_signal: int | None = None  # set by the signal handler, acted on between steps
 
     def save(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        if not self.ranks.main:  # the ranks hold the same weights; one copy is written
+            return
         self.log.flush()
         save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell(),
                                         "config": self.cfg.to_dict(), "rng_host": host_rng_state()})
@@ -141,7 +147,10 @@ def tensorboard_writer(run_dir: Path, method: str) -> Any:
 
 
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
-                 log: TextIO, ckpt: Checkpointer, resume: tuple[dict, dict] | None = None) -> dict[str, Any]:
+                 log: TextIO, ckpt: Checkpointer, resume: tuple[dict, dict] | None = None,
+                 ranks: Ranks = Ranks()) -> dict[str, Any]:
+    """One method's training loop; under torchrun every rank runs it on its shard and rank 0
+    evaluates, checkpoints and saves (the other ranks return an empty result)."""
     spec = METHOD_SPECS[name]
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -157,12 +166,16 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
 
     torch.manual_seed(cfg.seed)
     method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device,
-                          strong_augment=strong_augment)
+                          strong_augment=strong_augment, wrap=partial(data_parallel, ranks=ranks))
     gen = torch.Generator().manual_seed(cfg.seed)
-    lb_stream = IndexStream(len(data.labeled.x), cfg.batch_size, gen)
-    ulb_stream = IndexStream(len(data.x_ulb), cfg.batch_size, gen)
+    x_lb, y_lb, x_ulb = data.labeled.x, data.labeled.y, data.x_ulb
+    if ranks.parallel:  # every rank trains on its own shard
+        lb_shard, ulb_shard = shard(len(x_lb), ranks), shard(len(x_ulb), ranks)
+        x_lb, y_lb, x_ulb = x_lb[lb_shard], y_lb[lb_shard], x_ulb[ulb_shard]
+    lb_stream = IndexStream(len(x_lb), cfg.batch_size, gen)
+    ulb_stream = IndexStream(len(x_ulb), cfg.batch_size, gen)
     schedules = lr_schedules(method, cfg)
-    x_lb, y_lb, x_ulb = data.labeled.x.to(device), data.labeled.y.to(device), data.x_ulb.to(device)
+    x_lb, y_lb, x_ulb = x_lb.to(device), y_lb.to(device), x_ulb.to(device)
     x_val, y_val = data.evals["val"].x, data.evals["val"].y
     # the network that is evaluated and saved: the classifier itself or its moving average
     scored = method.classifier
@@ -173,7 +186,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     samples_dir = run_dir / "samples" / name
 
     best: dict[str, Any] = {"val": -1.0, "step": 0, "state": None}  # for select = "best_val"
-    tb = tensorboard_writer(run_dir, name) if cfg.tensorboard else None
+    tb = tensorboard_writer(run_dir, name) if cfg.tensorboard and ranks.main else None
 
     def snapshot(step: int) -> dict[str, float]:
         row = {"method": name, "step": step, "val": accuracy(scored, x_val, y_val)}
@@ -246,14 +259,21 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     if resume is not None:
         first = restore(*resume) + 1
         train_seconds = resume[1]["train_seconds"]
+    if ranks.parallel:  # same initial weights everywhere, but each rank its own noise, augmentation and batches
+        torch.manual_seed(rank_seed(cfg.seed, ranks, first))
+        gen.manual_seed(rank_seed(cfg.seed, ranks, first))
+        aug_gen.manual_seed(rank_seed(cfg.seed + 1, ranks, first))
     shown: dict[str, str] = {}  # the progress bar's short summary
-    bar = tqdm(range(first, cfg.iterations + 1), desc=name, disable=not cfg.progress, leave=False,
+    bar = tqdm(range(first, cfg.iterations + 1), desc=name, disable=not (cfg.progress and ranks.main), leave=False,
                mininterval=0.5, dynamic_ncols=True, initial=first - 1, total=cfg.iterations)
     for step in bar:
         start = time.perf_counter()
         i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
         x_ulb_batch = augment(x_ulb[i_ulb]) if spec.base == "sgan" else x_ulb[i_ulb]  # supervised ignores it
         losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
+        losses, stop = agree(losses, ckpt.stop_signal is not None, ranks, device)
+        if stop and ckpt.stop_signal is None:  # another rank got the signal
+            ckpt.stop_signal = signal.SIGTERM
         if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
                             f"final (the last good checkpoint is {ckpt.path})")
@@ -269,7 +289,7 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
                 for key, value in losses.items():
                     tb.add_scalar(key, value, step)
             bar.set_postfix(shown, refresh=False)
-        if step % cfg.eval_every == 0 or step == cfg.iterations:
+        if ranks.main and (step % cfg.eval_every == 0 or step == cfg.iterations):
             shown["val"] = f"{snapshot(step)['val']:.3f}"
             bar.set_postfix(shown, refresh=False)
         log.flush()
@@ -280,6 +300,9 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     bar.close()
     if tb is not None:
         tb.close()
+    check_in_step(method.classifier, ranks)
+    if not ranks.main:
+        return {}
 
     if best["state"] is not None:  # chosen on validation; test sets are scored once, below
         scored.load_state_dict(best["state"])
@@ -307,6 +330,7 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
 
     `train(data="train.csv", n_labeled=100)` or `train(cfg)`; keyword overrides win over `cfg`.
     `train(resume="runs/a")` continues a stopped or killed run from its last checkpoint.
+    Under torchrun (RANK / WORLD_SIZE set) every process calls this; see distributed.py.
     """
     if resume is not None:
         cfg = load_run_config(resume)
@@ -316,35 +340,62 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
         cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    ranks = ranks_from_env()  # under torchrun: one process per device, data parallel
+    device = rank_device(pick_device(cfg.device), ranks)
     data = prepare(cfg)
+    with process_group(ranks, device):
+        return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
+
+
+def create_run_dir(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool) -> Path:
+    """Rank 0 makes the run folder and writes the resolved config and the split; every rank
+    gets its path, or the same one-line error."""
+    made: Path | str = ""
+    if ranks.main:
+        try:
+            made = make_run_dir(cfg.out, overwrite=overwrite)
+            cfg = dataclasses.replace(cfg, out=str(made), num_classes=data.num_classes)
+            atomic_write_text(made / "config.json", json.dumps(cfg.to_dict(), indent=2))
+            atomic_write_text(made / "split.json", json.dumps(data.split.to_dict()))
+        except SganError as error:
+            made = str(error)
+    made = broadcast(made, ranks)
+    if isinstance(made, str):
+        raise SganError(made)
+    return made
+
+
+def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *, overwrite: bool,
+              resume: str | Path | None) -> dict[str, Any]:
     if resume is not None:
         run_dir = Path(resume)
     else:
-        run_dir = make_run_dir(cfg.out, overwrite=overwrite)
+        run_dir = create_run_dir(cfg, data, ranks, overwrite=overwrite)
         cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-        atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
-    if data.skipped:
+    if data.skipped and ranks.main:
         atomic_write_text(run_dir / "skipped_files.csv", csv_text(["file", "reason"], data.skipped))
         print(f"sgan: warning: skipped {len(data.skipped)} image files that could not be decoded "
               f"(listed in {run_dir / 'skipped_files.csv'})", file=sys.stderr)
     saved = load_state(run_dir / "checkpoint.safetensors") if resume and (run_dir / "checkpoint.safetensors").is_file() else None
     metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
     standardized = data.standardized() if any(METHOD_SPECS[m].conventional for m in cfg.methods) else None
-    with open(run_dir / "metrics.jsonl", "a+") as log, stop_on_signals() as ckpt_signal:
+    # only rank 0 writes the log; the others keep theirs in memory
+    log_file = open(run_dir / "metrics.jsonl", "a+") if ranks.main else io.StringIO()
+    with log_file as log, stop_on_signals() as ckpt_signal:
         log.truncate(saved[1]["log_bytes"] if saved else 0)  # lines after the checkpoint are redone
         log.seek(0, os.SEEK_END)
-        ckpt = Checkpointer(run_dir, log, cfg)
+        ckpt = Checkpointer(run_dir, log, cfg, ranks)
         ckpt_signal.append(ckpt)
         ckpt.done = dict(saved[1]["done"]) if saved else {}
         for name in cfg.methods:
             if name not in ckpt.done:
                 method_data = standardized if METHOD_SPECS[name].conventional else data
                 here = saved if saved and saved[1].get("method") == name else None
-                ckpt.done[name] = train_method(name, cfg, method_data, device, run_dir, log, ckpt, here)
+                ckpt.done[name] = train_method(name, cfg, method_data, device, run_dir, log, ckpt, here, ranks)
                 ckpt.save({}, {"method": None})
             metrics["methods"][name] = ckpt.done[name]
+    if not ranks.main:
+        return metrics
     plot_losses(run_dir / "metrics.jsonl", run_dir / "losses.png")
     if cfg.submit:
         best = max(metrics["methods"], key=lambda m: metrics["methods"][m]["val"])

@@ -1,8 +1,10 @@
-"""Training speed of the 28 px SGAN: iterations/s and classifier images/s, median of repeats
-after a warm-up, optionally beside the Keras peer (../shared/peers/seed_keras_sgan.py) measured in
-the same run, one after the other. Writes <out>/speed.json and <out>/speed.md.
+"""Training speed of the 28 px SGAN (and, with --photos, the 64 px ResNet18 SGAN at batch 64):
+iterations/s and classifier images/s, median of repeats after a warm-up, optionally beside the
+Keras peer (../shared/peers/seed_keras_sgan.py) measured in the same run, one after the other.
+--amp / --compile time the bf16 and torch.compile paths. Writes <out>/speed.json and <out>/speed.md.
 
     python benchmarks/speed.py --batch 32 64 --peer /tmp/tfenv/bin/python
+    python benchmarks/speed.py --device cuda --batch 64 --photos --amp --compile
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from sgan.methods import build_method
 PEER = Path(__file__).resolve().parents[1].parent / "shared" / "peers" / "seed_keras_sgan.py"
 
 
-def time_sgan(batch: int, device: torch.device, *, iterations: int, warmup: int, repeats: int) -> list[float]:
+def time_sgan(cfg: Config, device: torch.device, *, channels: int, iterations: int, warmup: int,
+              repeats: int) -> list[float]:
     """Iterations/s of SGAN.train_step on in-memory tensors, one value per repeat."""
     torch.manual_seed(0)
-    method = build_method("sgan", Config(batch_size=batch), channels=1, num_classes=10, device=device)
-    x_lb = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
-    y_lb = torch.randint(0, 10, (batch,), device=device)
-    x_ulb = torch.rand(batch, 1, 28, 28, device=device) * 2 - 1
+    method = build_method("sgan", cfg, channels=channels, num_classes=10, device=device)
+    shape = (cfg.batch_size, channels, cfg.image_size, cfg.image_size)
+    x_lb = torch.rand(shape, device=device) * 2 - 1
+    y_lb = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    x_ulb = torch.rand(shape, device=device) * 2 - 1
     for _ in range(warmup):
         method.train_step(x_lb, y_lb, x_ulb)
     rates = []
@@ -69,13 +73,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--peer", help="python of a venv with TensorFlow: also time the Keras peer (batch 32)")
     ap.add_argument("--peer-iterations", type=int, default=300)
+    ap.add_argument("--photos", action="store_true", help="also the 64 px ResNet18 SGAN (RGB)")
+    ap.add_argument("--photo-batch", type=int, default=64)
+    ap.add_argument("--photo-iterations", type=int, default=20, help="iterations per repeat for --photos")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast")
+    ap.add_argument("--compile", action="store_true", help="torch.compile both networks")
     ap.add_argument("--out", default="benchmarks/results/speed")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    rows = [summary("sgan (PyTorch)", b, time_sgan(b, device, iterations=args.iterations, warmup=args.warmup,
-                                                    repeats=args.repeats), args.device, "float32",
-                    torch.get_num_threads())
-            for b in args.batch]
+    dtype = "bf16 autocast" if args.amp else "float32"
+    fast = {"amp": args.amp, "compile": args.compile}
+    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, **fast), 1, args.iterations) for b in args.batch]
+    if args.photos:
+        cells.append(("sgan ResNet18 64 px", Config(batch_size=args.photo_batch, model="resnet18", image_size=64, **fast), 3,
+                      args.photo_iterations))
+    rows = [summary(name + (" compiled" if args.compile else ""), cfg.batch_size,
+                    time_sgan(cfg, device, channels=channels, iterations=iterations, warmup=args.warmup,
+                              repeats=args.repeats), args.device, dtype, torch.get_num_threads())
+            for name, cfg, channels, iterations in cells]
     if args.peer:
         rows.append(summary("Keras peer", 32, time_peer(args.peer, iterations=args.peer_iterations, repeats=3),
                             "cpu", "float32", "TF default"))

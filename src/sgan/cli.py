@@ -42,6 +42,8 @@ HELP = {
     "batch_size": "labeled and unlabeled batch size (default 32)",
     "lr": "Adam learning rate of both networks (default 2e-4)",
     "channels_last": "NHWC memory layout for the networks (default on; same results within float tolerance)",
+    "amp": "bfloat16 autocast of the forward passes (GPUs; matches float32 within bf16 tolerance)",
+    "compile": "torch.compile both networks (GPUs; slower on small CPUs)",
     "resnet_stem": "resnet18 under 128 px: small (3x3 stride-1 stem, default) or imagenet (torchvision's, ~4x cheaper at 64 px)",
     "split_bn": "SGAN: labeled and unlabeled images in separate BatchNorm batches",
     "lr_schedule": "constant, or cosine: decay both learning rates to 0 over the iterations",

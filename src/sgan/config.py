@@ -76,6 +76,8 @@ class Config:
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     device: str = "auto"
     channels_last: bool = True  # NHWC weights: faster convolutions on CPU and on tensor cores
+    amp: bool = False  # bfloat16 autocast of the forward passes: for GPUs (CPUs without bf16 units get slower)
+    compile: bool = False  # torch.compile both networks: for GPUs (slower on the 2-core CPU measured)
     out: str | None = None
     progress: bool = True
 

@@ -39,6 +39,12 @@ def same(module: nn.Module) -> nn.Module:
     return module
 
 
+def autocast(x: torch.Tensor, enabled: bool) -> torch.autocast:
+    """bfloat16 forward passes when enabled (losses that need float32 get it from autocast; no
+    gradient scaling, bf16 has float32's range); backward passes run outside it."""
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 class Method(Protocol):
     classifier: nn.Module
 
@@ -78,12 +84,14 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 class Supervised:
     """The twin: the same classifier trained on the labeled images only."""
 
-    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, wrap: Wrap = same) -> None:
-        self.classifier, self.opt = classifier, opt
+    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, wrap: Wrap = same,
+                 amp: bool = False) -> None:
+        self.classifier, self.opt, self.amp = classifier, opt, amp
         self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        loss = losses.supervised_loss(self.net(x_lb), y_lb)
+        with autocast(x_lb, self.amp):
+            loss = losses.supervised_loss(self.net(x_lb), y_lb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -103,8 +111,9 @@ class SGAN:
                  opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
                  unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
-                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same) -> None:
-        self.classifier, self.generator = classifier, generator
+                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same,
+                 amp: bool = False) -> None:
+        self.classifier, self.generator, self.amp = classifier, generator, amp
         # the D phase and the generator forward run these (DistributedDataParallel under torchrun);
         # the G phase calls the bare classifier: it needs no weight gradients there, so none to average
         self.d_net, self.g_net = wrap(classifier), wrap(generator)
@@ -117,48 +126,57 @@ class SGAN:
             raise ValueError("pseudo-labels need a strong_augment function")
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        d, d_net = self.classifier, self.d_net
-        n_lb = len(x_lb)
         z = torch.randn(len(x_ulb), self.z_dim, device=x_ulb.device)
-        fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
 
         # Phase 1: discriminator on real images and on fake.detach()
-        if self.split_bn:
-            logits_lb = d_net(x_lb)  # (B_lb, K); the running statistics come from labeled images only
-            with frozen_bn_stats(d):
-                logits_ulb = d_net(x_ulb)  # (B_ulb, K), normalised with its own batch statistics
-        else:
-            logits_lb, logits_ulb = d_net(torch.cat([x_lb, x_ulb])).split([n_lb, len(x_ulb)])  # one BatchNorm batch
-        with frozen_bn_stats(d):
-            logits_fake = d_net(fake.detach())
-        loss_sup = losses.supervised_loss(logits_lb, y_lb)
-        loss_real = losses.real_loss(logits_ulb)
-        loss_fake = losses.fake_loss(logits_fake)
-        loss_d = loss_sup + self.unlabeled_weight * 0.5 * (loss_real + loss_fake)
-        extra = {}
-        if self.pseudo_label_weight > 0:
-            with frozen_bn_stats(d):
-                logits_strong = d_net(self.strong_augment(x_ulb))  # (B_ulb, K)
-            loss_pl = losses.pseudo_label_loss(logits_ulb.detach(), logits_strong, self.pseudo_label_threshold)
-            loss_d = loss_d + self.pseudo_label_weight * loss_pl
-            extra["loss_pl"] = loss_pl.item()
+        with autocast(x_ulb, self.amp):
+            fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
+            loss_d, logged = self.discriminator_loss(x_lb, y_lb, x_ulb, fake.detach())
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
 
         # Phase 2: generator against the updated discriminator
+        with autocast(x_ulb, self.amp):
+            loss_g = self.generator_objective(x_ulb, fake)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {**logged, "loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    def discriminator_loss(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor,
+                           fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        d, d_net = self.classifier, self.d_net
+        if self.split_bn:
+            logits_lb = d_net(x_lb)  # (B_lb, K); the running statistics come from labeled images only
+            with frozen_bn_stats(d):
+                logits_ulb = d_net(x_ulb)  # (B_ulb, K), normalised with its own batch statistics
+        else:
+            logits_lb, logits_ulb = d_net(torch.cat([x_lb, x_ulb])).split([len(x_lb), len(x_ulb)])  # one BatchNorm batch
+        with frozen_bn_stats(d):
+            logits_fake = d_net(fake)
+        loss_sup = losses.supervised_loss(logits_lb, y_lb)
+        loss_real = losses.real_loss(logits_ulb)
+        loss_fake = losses.fake_loss(logits_fake)
+        loss_d = loss_sup + self.unlabeled_weight * 0.5 * (loss_real + loss_fake)
+        logged = {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(), "loss_fake": loss_fake.item()}
+        if self.pseudo_label_weight > 0:
+            with frozen_bn_stats(d):
+                logits_strong = d_net(self.strong_augment(x_ulb))  # (B_ulb, K)
+            loss_pl = losses.pseudo_label_loss(logits_ulb.detach(), logits_strong, self.pseudo_label_threshold)
+            loss_d = loss_d + self.pseudo_label_weight * loss_pl
+            logged["loss_pl"] = loss_pl.item()
+        return loss_d, logged
+
+    def generator_objective(self, x_ulb: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The G phase runs the bare classifier: frozen weights, BatchNorm statistics untouched."""
+        d = self.classifier
         with frozen_bn_stats(d), frozen_params(d):
             if self.generator_loss == "feature_matching":
                 with torch.no_grad():
                     target = d.features(x_ulb)  # (B, F)
-                loss_g = losses.feature_matching_loss(target, d.features(fake))
-            else:
-                loss_g = losses.real_loss(d(fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        return {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(),
-                "loss_fake": loss_fake.item(), "loss_d": loss_d.item(), "loss_g": loss_g.item(), **extra}
+                return losses.feature_matching_loss(target, d.features(fake))
+            return losses.real_loss(d(fake))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier, "generator": self.generator}
@@ -191,11 +209,15 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     same seed every method starts from the same classifier weights."""
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device, memory_format=layout)
+    if cfg.compile:  # in place: checkpoints keep the plain module's keys
+        classifier.compile()
     if METHOD_SPECS[name].base == "supervised":
-        return Supervised(classifier=classifier, opt=adam(classifier, cfg), wrap=wrap)
+        return Supervised(classifier=classifier, opt=adam(classifier, cfg), wrap=wrap, amp=cfg.amp)
     generator = build_generator(cfg, channels=channels).to(device, memory_format=layout)
+    if cfg.compile:
+        generator.compile()
     return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
                 z_dim=cfg.z_dim, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
                 split_bn=cfg.split_bn,
                 pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
-                strong_augment=strong_augment, wrap=wrap)
+                strong_augment=strong_augment, wrap=wrap, amp=cfg.amp)

@@ -1,0 +1,90 @@
+"""The optional fast paths (bf16 autocast, torch.compile, CUDA) match the plain float32 path."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sgan.config import Config
+from sgan.methods import build_method
+from sgan.trainer import train
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def sgan_steps(device: torch.device, steps: int = 5, **settings) -> tuple[list[dict[str, float]], list[torch.dtype]]:
+    """Losses of the first SGAN steps from one seed on one fixed batch, and the classifier's output dtypes."""
+    torch.manual_seed(0)
+    # the pseudo-label branch runs too; at the default threshold no untrained prediction passes, so
+    # its loss is 0 on both paths (a lower one would compare argmaxes of near-uniform logits)
+    cfg = Config(pseudo_label_weight=1.0, **settings)
+    method = build_method("sgan", cfg, channels=1, num_classes=10, device=device, strong_augment=lambda x: x.flip(-1))
+    dtypes: list[torch.dtype] = []
+    method.classifier.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    g = torch.Generator().manual_seed(1)
+    x_lb = (torch.rand(16, 1, 28, 28, generator=g) * 2 - 1).to(device)
+    y_lb = torch.randint(0, 10, (16,), generator=g).to(device)
+    x_ulb = (torch.rand(16, 1, 28, 28, generator=g) * 2 - 1).to(device)
+    history = []
+    for i in range(steps):
+        torch.manual_seed(100 + i)  # the same noise and dropout draws for both paths
+        history.append(method.train_step(x_lb, y_lb, x_ulb))
+    return history, dtypes
+
+
+def assert_close_losses(fast: list[dict[str, float]], plain: list[dict[str, float]], rel: float) -> None:
+    for step, (f, p) in enumerate(zip(fast, plain)):
+        assert f.keys() == p.keys()
+        for key in p:
+            assert math.isfinite(f[key])
+            assert f[key] == pytest.approx(p[key], rel=rel, abs=5e-3), (step, key, f[key], p[key])
+
+
+def test_bf16_autocast_matches_float32_on_cpu():
+    plain, plain_dtypes = sgan_steps(torch.device("cpu"))
+    fast, fast_dtypes = sgan_steps(torch.device("cpu"), amp=True)
+    assert set(plain_dtypes) == {torch.float32}
+    assert set(fast_dtypes) == {torch.bfloat16}  # autocast really ran the classifier in bf16
+    assert fast != plain
+    assert_close_losses(fast, plain, rel=0.03)
+
+
+@CUDA
+def test_cuda_plain_matches_cpu():
+    assert_close_losses(sgan_steps(torch.device("cuda"))[0], sgan_steps(torch.device("cpu"))[0], rel=1e-3)
+
+
+@CUDA
+def test_cuda_bf16_and_compile_match_plain():
+    plain, _ = sgan_steps(torch.device("cuda"))
+    fast, dtypes = sgan_steps(torch.device("cuda"), amp=True, compile=True)
+    assert torch.bfloat16 in dtypes
+    assert_close_losses(fast, plain, rel=0.03)
+
+
+@CUDA
+def test_cuda_training_end_to_end(tmp_path):
+    metrics = train(data="sklearn-digits", methods=["supervised", "sgan"], iterations=60, eval_every=30,
+                    lr=2e-3, device="cuda", amp=True, compile=True, progress=False, out=str(tmp_path / "run"))
+    for result in metrics["methods"].values():
+        assert result["val"] > 0.5
+
+
+def test_speed_benchmark_writes_json_and_table(tmp_path):
+    """benchmarks/speed.py end to end at a toy size: both network pairs, one row each, in both files."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
+    spec = importlib.util.spec_from_file_location("speed", path)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    speed.main(["--device", "cpu", "--batch", "4", "--iterations", "2", "--warmup", "1", "--repeats", "2",
+                "--photos", "--photo-batch", "4", "--photo-iterations", "1", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert [(r["impl"], r["batch"]) for r in rows] == [("sgan (PyTorch) 28 px", 4), ("sgan ResNet18 64 px", 4)]
+    assert all(len(r["iters_per_s"]) == 2 and r["median_iters_per_s"] > 0 for r in rows)
+    table = (tmp_path / "speed.md").read_text()
+    assert "ResNet18 64 px" in table and table.count("\n") == 4

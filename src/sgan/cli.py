@@ -14,9 +14,10 @@ from .errors import SganError
 from .evaluate import TrainedClassifier, write_predictions, write_submission
 from .report import format_table, write_html_report
 from .sweep import Sweep, run_sweep
-from .trainer import Interrupted, default_run_dir, train
+from .suggest import suggest_labels
+from .trainer import Interrupted, default_run_dir, pick_device, train
 
-SWEEP_KEYS = ("budgets", "seeds", "sources", "workers")
+SWEEP_KEYS = ("budgets", "seeds", "sources", "workers", "per_source")
 
 HELP = {
     "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, an image folder (one subfolder per "
@@ -28,6 +29,7 @@ HELP = {
     "submit": "write submission.csv for --test-data from the method best on validation",
     "preset": "a protocol from BENCHMARK.md: kannada-10k or pets-12k",
     "n_labeled": "class-balanced labeled budget (default 100)",
+    "labels_csv": "a filled-in picks.csv from sgan suggest-labels: these images, with these labels, are the labeled set",
     "val_fraction": "stratified validation share of --data (default 0.2)",
     "val_per_class": "validation images per class instead of --val-fraction",
     "test_per_class": "test images per class held out of --data, scored once at the end (default 0)",
@@ -52,7 +54,7 @@ HELP = {
     "generator_loss": "nonsaturating (default) or feature_matching",
     "input_noise": "std of Gaussian noise on the classifier input in training (default 0.3)",
     "unlabeled_weight": "weight of the real/fake terms in the discriminator loss (default 1)",
-    "pseudo_label_weight": "SGAN: weight of the pseudo-label loss on strongly augmented unlabeled images (default 0)",
+    "pseudo_label_weight": "SGAN: weight of the pseudo-label loss on augmented views of unlabeled images (default 0)",
     "pseudo_label_threshold": "SGAN: confidence an unlabeled image needs to get a pseudo-label (default 0.95)",
     "aug_degrees": "augmentation rotation range in degrees, +aug methods (default 10)",
     "aug_translate": "augmentation shift, fraction of the image size (default 0.1)",
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train)
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
-                    "of budgets, seeds, sources, workers")
+                    "of budgets, seeds, sources, workers, and [sweep.per_source.SOURCE] tables of config keys for one source's cells")
     sw.add_argument("--budgets", nargs="+", type=int, help="label budgets (default 100 1000 4000)")
     sw.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
     sw.add_argument("--sources", nargs="+", help="unlabeled sources: pool, an --eval name or a file (default pool)")
@@ -122,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", required=True, help="images to label: e.g. Kaggle test.csv, or a folder of images")
     pr.add_argument("--out", required=True, help="CSV to write")
     pr.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
+    sg = sub.add_parser("suggest-labels", help="propose which images to label, before any label exists")
+    sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
+    sg.add_argument("--budget", type=int, required=True, help="how many images to label")
+    sg.add_argument("--strategy", default="representative",
+                    help="representative (rotation features + k-means, default) or random (uniform, the baseline)")
+    sg.add_argument("--pretext-iterations", type=int, default=1000, help="rotation-prediction training steps (default 1000)")
+    sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
+    add_config_flags(sg, skip=("out", "labels_csv"))
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")
     rp.add_argument("folder", help="run or sweep folder")
     return parser
@@ -160,9 +170,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_KEYS)}")
     base = {**values, **_overrides(args)}
     resolve(base)  # every key and value checked before any cell starts
+    for source, values in table.get("per_source", {}).items():
+        if not isinstance(values, dict):
+            raise SganError(f"{args.config}: [sweep.per_source.{source}] must be a table of config keys")
+        resolve({**base, **values})
     sweep = Sweep(base=base, out=args.sweep_out, **table)
     for key in SWEEP_KEYS:
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:  # per_source comes from the config file only
             setattr(sweep, key, getattr(args, key))
     if sweep.workers < 1:
         raise SganError(f"sweep: workers must be positive, got {sweep.workers}")
@@ -191,6 +205,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
     print(f"wrote {len(images)} predictions to {out}")
 
 
+def cmd_suggest(args: argparse.Namespace) -> None:
+    values = read_config_file(args.config, section="sweep") if args.config else {}
+    values.pop("sweep", None)
+    cfg = resolve(values, _overrides(args))
+    if args.pretext_iterations <= 0:
+        raise SganError(f"--pretext-iterations must be positive, got {args.pretext_iterations}")
+    summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,
+                             pretext_iterations=args.pretext_iterations, device=pick_device(cfg.device))
+    out = Path(args.suggest_out)
+    print(f"picked {summary['picked']} of {summary['candidates']} images: fill in the label column of "
+          f"{out / 'picks.csv'} (contact sheet: {out / 'picks.png'}), then: sgan train --labels-csv {out / 'picks.csv'} ...")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {write_html_report(args.folder)}")
 
@@ -198,7 +225,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report}[args.command](args)
+        {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
+         "suggest-labels": cmd_suggest}[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)
         return 2

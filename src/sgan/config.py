@@ -34,6 +34,7 @@ class Config:
     submit: bool = False  # write submission.csv for test_data from the method best on validation
     preset: str | None = None  # a protocol from BENCHMARK.md, e.g. "kannada-10k"
     n_labeled: int = 100  # class-balanced labeled budget
+    labels_csv: str | None = None  # a filled-in `sgan suggest-labels` picks.csv: the labeled set instead of a draw
     val_fraction: float = 0.2  # stratified validation share of `data` ...
     val_per_class: int | None = None  # ... or this many validation images per class
     test_per_class: int = 0  # images per class held out of the pool as a test set, evaluated once at the end
@@ -56,7 +57,7 @@ class Config:
     generator_loss: str = "nonsaturating"
     input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
     unlabeled_weight: float = 1.0
-    # SGAN: cross-entropy of a strongly augmented view of each unlabeled image against the class
+    # SGAN: cross-entropy of an augmented view (one more draw of aug_*) of each unlabeled image against the class
     # the plain view predicts with at least `threshold` confidence (FixMatch); 0: off
     pseudo_label_weight: float = 0.0
     pseudo_label_threshold: float = 0.95

@@ -32,6 +32,8 @@ class Sweep:
     sources: list[str] = field(default_factory=lambda: [POOL])  # "pool", an eval-set name, or a file
     workers: int = 1
     out: str = "sweeps/latest"
+    # config values for the cells of one unlabeled source only, e.g. {"holdout": {"pseudo_label_weight": 3}}
+    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def cells(self) -> list[dict[str, Any]]:
         """One config per cell; methods that ignore unlabeled images run with the pool source only."""
@@ -44,7 +46,7 @@ class Sweep:
             for n in self.budgets:
                 for seed in self.seeds:
                     name = f"n{n}_{Path(source).stem}_seed{seed}"
-                    cells.append({**self.base, "methods": cell_methods, "n_labeled": n, "seed": seed,
+                    cells.append({**self.base, **self.per_source.get(source, {}), "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
                                   "out": str(Path(self.out) / "runs" / name)})
         return cells
@@ -88,17 +90,25 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for method, m in r["methods"].items():
             uses_unlabeled = METHOD_SPECS[method].base == "sgan"
             source = p["unlabeled"] if uses_unlabeled else "-"
+            pseudo = p.get("pseudo_label_weight", 0.0) if uses_unlabeled else 0.0
             for key, value in accuracies(m).items():
                 groups.setdefault((key, p["n_labeled"], source, p["transductive"] and uses_unlabeled,
-                                   method, p["iterations"]), []).append((p["seed"], value))
+                                   method, p["iterations"], pseudo), []).append((p["seed"], value))
     rows = []
-    for (eval_set, n, source, transductive, method, iterations), values in sorted(groups.items()):
+    for (eval_set, n, source, transductive, method, iterations, pseudo), values in sorted(groups.items()):
         accs = [v for _, v in values]
         rows.append({"eval_set": eval_set, "n_labeled": n, "unlabeled": source, "transductive": transductive,
+                     "pseudo_label_weight": pseudo,
                      "method": method, "iterations": iterations, "seeds": [s for s, _ in values],
                      "values": accs, "mean": statistics.fmean(accs),
                      "std": statistics.stdev(accs) if len(accs) > 1 else 0.0})
     return rows
+
+
+def source_text(row: dict[str, Any]) -> str:
+    """The unlabeled column: the source, whether it was an evaluation set, and any pseudo-label term."""
+    return (row["unlabeled"] + (" (transductive)" if row["transductive"] else "")
+            + (f", pseudo-labels x{row['pseudo_label_weight']:g}" if row.get("pseudo_label_weight") else ""))
 
 
 def fmt(row: dict[str, Any]) -> str:
@@ -117,8 +127,7 @@ def write_report(results: list[dict[str, Any]], out: Path) -> None:
         lines = [f"| n labeled | method | unlabeled | {eval_set} acc % (mean +- std) | seeds | iterations |",
                  "|---:|---|---|---:|---|---:|"]
         for r in sel:
-            unl = r["unlabeled"] + (" (transductive)" if r["transductive"] else "")
-            lines.append(f"| {r['n_labeled']} | {r['method']} | {unl} | {fmt(r)} | "
+            lines.append(f"| {r['n_labeled']} | {r['method']} | {source_text(r)} | {fmt(r)} | "
                          f"{','.join(map(str, r['seeds']))} | {r['iterations']} |")
         csv_rows = [[r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
                      f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])]
@@ -145,8 +154,7 @@ def verdict(rows: list[dict[str, Any]]) -> str:
                 if not gans or not plain:
                     continue
                 g, p = max(gans, key=lambda r: r["mean"]), max(plain, key=lambda r: r["mean"])
-                unl = source + (" (transductive)" if g["transductive"] else "")
-                lines.append(f"| {eval_set} | {n} | {unl} | {g['method']} {fmt(g)} | {p['method']} {fmt(p)} | "
+                lines.append(f"| {eval_set} | {n} | {source_text(g)} | {g['method']} {fmt(g)} | {p['method']} {fmt(p)} | "
                              f"{100 * (g['mean'] - p['mean']):+.2f} |")
     seeds = sorted({s for r in rows for s in r["seeds"]})
     return "\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds.\n"

@@ -87,12 +87,13 @@ def lr_schedules(method: Method, cfg: Config) -> list[torch.optim.lr_scheduler.L
 
 def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
     return {
-        "data": cfg.data, "preset": cfg.preset, "n_labeled": cfg.n_labeled, "seed": cfg.seed,
+        "data": cfg.data, "preset": cfg.preset, "n_labeled": len(data.split.labeled), "labels_csv": cfg.labels_csv,
+        "seed": cfg.seed,
         "iterations": cfg.iterations, "batch_size": cfg.batch_size,
         "unlabeled": cfg.unlabeled or "pool", "transductive": cfg.unlabeled in cfg.eval,
         "selection": ("best validation accuracy" if cfg.select == "best_val" else "final weights")
                      + (f", EMA {cfg.ema}" if cfg.ema else ""),
-        "adabn": cfg.adabn, "counts": data.summary, "sets": data.describe(),
+        "adabn": cfg.adabn, "pseudo_label_weight": cfg.pseudo_label_weight, "counts": data.summary, "sets": data.describe(),
         "classes": data.classes,
     }
 
@@ -154,19 +155,18 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     spec = METHOD_SPECS[name]
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
-    def augment(x: torch.Tensor) -> torch.Tensor:  # training batches only, never evaluation sets
-        if not spec.conventional:
-            return x
+    def affine(x: torch.Tensor) -> torch.Tensor:  # training batches only, never evaluation sets
         return random_affine(x, degrees=cfg.aug_degrees, translate=cfg.aug_translate, scale=cfg.aug_scale,
                              generator=aug_gen)
 
-    def strong_augment(x: torch.Tensor) -> torch.Tensor:  # the pseudo-label view: twice the ranges
-        return random_affine(x, degrees=2 * cfg.aug_degrees, translate=2 * cfg.aug_translate,
-                             scale=2 * cfg.aug_scale, generator=aug_gen)
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        return affine(x) if spec.conventional else x
 
     torch.manual_seed(cfg.seed)
+    # the pseudo-label view is one more draw of the augmentation (twice its ranges was too strong:
+    # 87.0 vs 89.0% on Dig-MNIST at n = 1,000, seed 0, see the README)
     method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device,
-                          strong_augment=strong_augment, wrap=partial(data_parallel, ranks=ranks))
+                          strong_augment=affine, wrap=partial(data_parallel, ranks=ranks))
     gen = torch.Generator().manual_seed(cfg.seed)
     x_lb, y_lb, x_ulb = data.labeled.x, data.labeled.y, data.x_ulb
     if ranks.parallel:  # every rank trains on its own shard

@@ -12,6 +12,7 @@ import torch
 from ..config import Config
 from ..errors import SganError
 from .imageset import ImageSet
+from .picks import Picks, read_picks
 from .readers import load_images
 from .splits import Split, split_pool
 from .transforms import resize, set_stats, standardize, to_model_range
@@ -80,23 +81,65 @@ def pool_part(pool_x: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> La
     return LabeledTensors(pool_x[index], torch.from_numpy(labels[index]))
 
 
-def prepare(cfg: Config) -> Prepared:
-    def read(path: str) -> ImageSet:
-        return load_images(path, size=cfg.image_size, channels=cfg.channels or 3, workers=cfg.loader_workers)
+def read_source(cfg: Config, path: str) -> ImageSet:
+    return load_images(path, size=cfg.image_size, channels=cfg.channels or 3, workers=cfg.loader_workers)
 
-    pool = read(cfg.data)
-    y = pool.require_labels()
+
+def split_of(cfg: Config, y: np.ndarray | None, n: int, num_classes: int, *, own_val: bool,
+             picks: Picks | None, source: str) -> Split:
+    """The protocol's split of a pool of n images (labels y): validation and test per class,
+    then a class-balanced labeled draw, or the labels CSV's picks instead of the draw."""
+    if y is None:  # an unlabeled pool: validation comes from its own file, nothing is held out
+        base = Split(*(np.empty(0, dtype=np.int64) for _ in range(2)), np.arange(n), np.empty(0, dtype=np.int64))
+    else:
+        base = split_pool(
+            y, n_labeled=0 if picks else cfg.n_labeled, seed=cfg.seed, num_classes=num_classes,
+            val_per_class=None if own_val else cfg.val_per_class,
+            val_fraction=None if own_val or cfg.val_per_class is not None else cfg.val_fraction,
+            test_per_class=cfg.test_per_class, source=source)
+    if picks is None:
+        return base
+    taken = np.intersect1d(picks.index, np.concatenate([base.validation, base.test]))
+    if len(taken):
+        raise SganError(f"{cfg.labels_csv}: image {taken[0]} is a validation or test image of this split "
+                        f"(seed {cfg.seed}); suggest labels with the same data, validation settings and seed")
+    return Split(np.sort(picks.index), base.validation, np.setdiff1d(base.unlabeled, picks.index), base.test)
+
+
+def candidate_pool(cfg: Config) -> tuple[ImageSet, np.ndarray]:
+    """The pool (images at the run's size) and the images a person may be asked to label: all
+    but the validation and test images that `sgan train` with this config would take."""
+    pool = read_source(cfg, cfg.data)
+    pool = dataclasses.replace(pool, images=resize(pool.images, cfg.image_size))
+    y = pool.labels
+    num_classes = cfg.num_classes or (int(y.max()) + 1 if y is not None else 0)
+    split = split_of(cfg, y, len(pool), num_classes, own_val=bool(cfg.val_data), picks=None, source=pool.source)
+    return pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
+
+
+def prepare(cfg: Config) -> Prepared:
+    pool = read_source(cfg, cfg.data)
     if pool.classes and len(pool.classes) < 2:
         raise SganError(f"{pool.source}: labeled folder has one class ({pool.classes[0]}); a classifier needs two or more")
-    num_classes = cfg.num_classes or int(y.max()) + 1
-    check_label_range(y, num_classes, pool.source)
-    extra = {name: read(path) for name, path in cfg.eval.items()}
-    val_set = read(cfg.val_data) if cfg.val_data else None
-    split = split_pool(
-        y, n_labeled=cfg.n_labeled, seed=cfg.seed, num_classes=num_classes,
-        val_per_class=None if val_set else cfg.val_per_class,
-        val_fraction=None if val_set or cfg.val_per_class is not None else cfg.val_fraction,
-        test_per_class=cfg.test_per_class, source=pool.source)
+    picks = read_picks(cfg.labels_csv, pool) if cfg.labels_csv else None
+    extra = {name: read_source(cfg, path) for name, path in cfg.eval.items()}
+    val_set = read_source(cfg, cfg.val_data) if cfg.val_data else None
+    if picks is None:
+        y = pool.require_labels()
+    elif pool.labels is None and (val_set is None or cfg.test_per_class):
+        raise SganError(f"{pool.source}: has no labels, so validation must come from --val-data "
+                        "(and no test set can be held out of it)")
+    else:  # the pool's own labels, if any, only split off validation and test
+        y = pool.labels
+    num_classes = cfg.num_classes or max(int(labels.max()) + 1 for labels in (y, picks and picks.labels)
+                                         if labels is not None)
+    if y is not None:
+        check_label_range(y, num_classes, pool.source)
+    split = split_of(cfg, y, len(pool), num_classes, own_val=val_set is not None, picks=picks, source=pool.source)
+    if picks is not None:  # the labeled images take the labels the person wrote
+        check_label_range(picks.labels, num_classes, str(cfg.labels_csv))
+        y = y.copy() if y is not None else np.zeros(len(pool), dtype=np.int64)  # unlabeled rows: never read
+        y[picks.index] = picks.labels
     size = cfg.image_size
     pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
     if cfg.unlabeled is None:
@@ -105,9 +148,9 @@ def prepare(cfg: Config) -> Prepared:
         if cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
             unlabeled = extra[cfg.unlabeled]
         elif cfg.unlabeled == "test":  # the submission images: transductive too
-            unlabeled = read(cfg.test_data)
+            unlabeled = read_source(cfg, cfg.test_data)
         else:
-            unlabeled = read(cfg.unlabeled)
+            unlabeled = read_source(cfg, cfg.unlabeled)
         x_ulb = prepare_images(unlabeled.images, size)
     held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
     sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
@@ -132,5 +175,5 @@ def prepare(cfg: Config) -> Prepared:
         summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
                  **{name: len(s) for name, s in sets.items()}},
         skipped=sorted({item for s in sources for item in s.skipped}),
-        classes=pool.classes,
+        classes=pool.classes or (picks.classes if picks else []),
     )

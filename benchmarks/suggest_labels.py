@@ -1,0 +1,93 @@
+"""Does `sgan suggest-labels` pick better images to label than chance? Per seed: the SGAN trained
+on 100 suggested picks, on 100 uniformly random picks (no class balancing) and on the protocol's
+class-balanced draw (which knows the classes); the true labels play the person who labels.
+Resumable (finished runs are skipped); writes <out>/suggest_labels.json and .md.
+
+    python benchmarks/suggest_labels.py --config benchmarks/kannada10k.toml --out benchmarks/results/suggest-kannada
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from sgan.config import read_config_file, resolve
+from sgan.data.prepare import candidate_pool
+from sgan.suggest import suggest_labels
+from sgan.trainer import train
+
+ARMS = ("suggested", "random", "balanced")
+
+
+def filled_picks(cfg, folder: Path, strategy: str, budget: int, pretext_iterations: int) -> tuple[Path, list[int]]:
+    """picks.csv with the true labels written in; returns its path and the picks' class counts."""
+    if not (folder / "picks.csv").is_file():
+        suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, pretext_iterations=pretext_iterations)
+    pool, _ = candidate_pool(cfg)
+    with open(folder / "picks.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    labels = [int(pool.labels[int(r["index"])]) for r in rows]
+    with open(folder / "filled.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "path", "label"])
+        writer.writerows([r["index"], r["path"], label] for r, label in zip(rows, labels))
+    return folder / "filled.csv", np.bincount(labels, minlength=cfg.num_classes or max(labels) + 1).tolist()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="benchmarks/kannada10k.toml")
+    ap.add_argument("--method", default="sgan")
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--pretext-iterations", type=int, default=1000)
+    ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
+    args = ap.parse_args(argv)
+    values = read_config_file(args.config, section="sweep")
+    values.pop("sweep", None)
+    out = Path(args.out)
+    results = []
+    for seed in args.seeds:
+        cfg = resolve(values, {"seed": seed, "methods": [args.method], "n_labeled": args.budget, "progress": False})
+        for arm in ARMS:
+            run = out / f"{arm}_seed{seed}"
+            extra, counts = {}, None
+            if arm != "balanced":
+                strategy = "representative" if arm == "suggested" else "random"
+                picks, counts = filled_picks(cfg, out / f"picks_{arm}_seed{seed}", strategy, args.budget,
+                                             args.pretext_iterations)
+                extra = {"labels_csv": str(picks)}
+            if (run / "metrics.json").is_file():
+                metrics = json.loads((run / "metrics.json").read_text())
+            else:
+                metrics = train(cfg, overwrite=True, out=str(run), **extra)
+            counts = counts or metrics["protocol"]["sets"]["labeled"]["per_class"]
+            results.append({"seed": seed, "arm": arm, "per_class": counts, **{
+                k: v for k, v in metrics["methods"][args.method].items() if k in ("val", "holdout", "holdout+adabn")}})
+            print(json.dumps(results[-1]), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "suggest_labels.json").write_text(json.dumps({"config": args.config, "method": args.method,
+                                                         "budget": args.budget, "results": results}, indent=2))
+    lines = [f"| picks ({args.budget} labels) | val % mean +- std | holdout % mean +- std | per seed (val) | "
+             "classes covered / smallest class (per seed) |", "|---|---:|---:|---|---|"]
+    for arm in ARMS:
+        mine = [r for r in results if r["arm"] == arm]
+
+        def stat(key: str) -> str:
+            xs = [100 * r[key] for r in mine if key in r]
+            return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}" if xs else "-"
+
+        balance = ", ".join(f"{sum(c > 0 for c in r['per_class'])} / {min(r['per_class'])}" for r in mine)
+        lines.append(f"| {arm} | {stat('val')} | {stat('holdout')} | "
+                     f"{', '.join(f'{100 * r['val']:.2f}' for r in mine)} | {balance} |")
+    (out / "suggest_labels.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Which images should a person label? Before any label exists: learn features by predicting
+image rotations (a pretext task that needs no labels), then pick one representative image per
+k-means cluster of those features, skipping near-duplicates and outlier clusters.
+
+`sgan suggest-labels` writes picks.csv (index, path, an empty label column to fill in) and a
+contact sheet; `sgan train --labels-csv picks.csv` trains on the filled-in picks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from tqdm import tqdm
+
+from .checkpoint import atomic, atomic_write_text, csv_text
+from .config import Config
+from .data.prepare import candidate_pool
+from .errors import SganError
+from .methods import adam, build_classifier
+
+STRATEGIES = ("representative", "random")
+DUPLICATE_COSINE = 0.98  # picks closer than this in feature space count as the same image
+OUTLIER_SHARE = 0.1  # a cluster under this share of the mean cluster size holds outliers
+
+
+def rotations(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Image i (B, C, H, W) turned by k[i] quarter turns."""
+    out = x.clone()
+    for quarter in range(1, 4):
+        chosen = k == quarter
+        out[chosen] = torch.rot90(x[chosen], quarter, dims=(2, 3))
+    return out
+
+
+def rotation_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
+                      progress: bool = True) -> torch.Tensor:
+    """Train the run's classifier network to tell which of 4 rotations an image shows, then
+    return its penultimate features of the upright images, (N, C, H, W) -> (N, F)."""
+    torch.manual_seed(cfg.seed)
+    net = build_classifier(cfg, channels=x.shape[1], num_classes=4).to(device)
+    opt = adam(net, cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in tqdm(range(iterations), desc="rotation pretext", disable=not progress, leave=False):
+        index = torch.randint(len(x), (cfg.batch_size,), generator=gen)
+        k = torch.randint(4, (cfg.batch_size,), generator=gen)
+        loss = F.cross_entropy(net(rotations(x[index], k).to(device)), k.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(256)])
+
+
+def pick_representatives(features: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """Positions of `budget` rows: per k-means cluster the row nearest its centre that is not a
+    near-duplicate of an earlier pick; clusters too small to be more than outliers give their
+    place to a refit with more clusters, whose largest `budget` clusters are used."""
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
+    dims = min(50, unit.shape[1], len(unit))
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims)
+    k = budget
+    for _ in range(2):  # fit; refit once with as many extra clusters as there were outlier clusters
+        km = KMeans(n_clusters=min(k, len(reduced)), n_init=3, random_state=seed).fit(reduced)
+        sizes = np.bincount(km.labels_, minlength=km.n_clusters)
+        small = int((sizes < OUTLIER_SHARE * len(reduced) / km.n_clusters).sum())
+        if small == 0 or k > budget:
+            break
+        k = budget + small
+    clusters = sorted(np.argsort(-sizes, kind="stable")[:budget])  # the largest, in cluster order
+    picks: list[int] = []
+    for c in clusters:
+        members = np.flatnonzero(km.labels_ == c)
+        order = members[np.argsort(np.linalg.norm(reduced[members] - km.cluster_centers_[c], axis=1), kind="stable")]
+        for i in order:
+            if not picks or (unit[picks] @ unit[i]).max() < DUPLICATE_COSINE:
+                picks.append(int(i))
+                break
+    return np.array(sorted(picks), dtype=np.int64)
+
+
+def contact_sheet(images: np.ndarray, numbers: list[int]) -> bytes:
+    """A PNG of the picks (N, C, H, W uint8), each titled with its row number in picks.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.35 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, number in zip(axes.flat, images, numbers):
+        picture = image.transpose(1, 2, 0)
+        ax.imshow(picture[..., 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"#{number}", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str = "representative",
+                   pretext_iterations: int = 1000, device: torch.device | None = None) -> dict[str, Any]:
+    """Write picks.csv, picks.png and suggest.json to `out`; return suggest.json's content.
+    Candidates are the images `sgan train` with the same config could label: the pool less its
+    validation and test images."""
+    if strategy not in STRATEGIES:
+        raise SganError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    pool, candidates = candidate_pool(cfg)
+    if not 0 < budget <= len(candidates):
+        raise SganError(f"budget must be between 1 and the {len(candidates)} candidate images, got {budget}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SganError(f"{out}: output path is a file")
+    x = torch.from_numpy(pool.images[candidates]).float() / 127.5 - 1  # (N, C, H, W) in [-1, 1]
+    if strategy == "random":  # uniform over candidates, no class balancing: the baseline
+        chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
+    else:
+        features = rotation_features(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
+                                     progress=cfg.progress)
+        chosen = pick_representatives(features.numpy(), budget, cfg.seed)
+    picks = candidates[chosen]
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in picks]
+    atomic_write_text(out / "picks.csv", csv_text(["index", "path", "label"], rows))
+    with atomic(out / "picks.png") as tmp:
+        tmp.write_bytes(contact_sheet(pool.images[picks], list(range(1, len(picks) + 1))))
+    summary = {"data": cfg.data, "strategy": strategy, "budget": budget, "seed": cfg.seed,
+               "candidates": len(candidates), "picked": len(picks),
+               "pretext_iterations": pretext_iterations if strategy == "representative" else 0}
+    atomic_write_text(out / "suggest.json", json.dumps(summary, indent=2))
+    return summary

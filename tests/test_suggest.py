@@ -1,0 +1,184 @@
+"""`sgan suggest-labels`: which images to label, and training on the filled-in picks."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sgan.config import Config, resolve
+from sgan.data import prepare
+from sgan.data.prepare import candidate_pool
+from sgan.data.readers import read_sklearn_digits
+from sgan.errors import SganError
+from sgan.suggest import pick_representatives, rotations, suggest_labels
+
+
+def blobs(centres: int, per: int, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(centres, dims)) * 5
+    labels = np.repeat(np.arange(centres), per)
+    return means[labels] + rng.normal(size=(len(labels), dims)) * 0.3, labels
+
+
+def test_rotations_turn_each_image_by_its_own_quarter():
+    x = torch.arange(2 * 3 * 3, dtype=torch.float32).view(2, 1, 3, 3)
+    out = rotations(x, torch.tensor([0, 1]))
+    assert torch.equal(out[0], x[0]) and torch.equal(out[1], torch.rot90(x[1], 1, dims=(1, 2)))
+
+
+def test_one_pick_per_cluster_deterministic():
+    features, labels = blobs(6, 40)
+    picks = pick_representatives(features, 6, seed=0)
+    assert len(picks) == 6 and sorted(labels[picks].tolist()) == list(range(6))  # every blob once
+    assert np.array_equal(picks, pick_representatives(features, 6, seed=0))
+
+
+def test_outliers_and_near_duplicates_are_not_picked():
+    features, labels = blobs(5, 50)
+    far = np.random.default_rng(1).normal(size=(2, features.shape[1])) * 200  # two lone outliers
+    with_outliers = np.concatenate([features, far])
+    picks = pick_representatives(with_outliers, 5, seed=0)
+    assert len(picks) == 5 and picks.max() < len(features)  # the outliers' clusters gave way
+    assert sorted(labels[picks].tolist()) == list(range(5))
+    # a blob of exact copies: picks from it are never copies of each other
+    copies = np.concatenate([features, np.repeat(features[:1], 30, axis=0)])
+    picks = pick_representatives(copies, 8, seed=0)
+    unit = copies[picks] / np.linalg.norm(copies[picks], axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    assert (similarity[~np.eye(len(picks), dtype=bool)] < 0.98).all()
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fill(picks_csv: Path, labels: np.ndarray, out: Path) -> Path:
+    """The person who labels, played by the true labels."""
+    rows = read_rows(picks_csv)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "path", "label"])
+        for r in rows:
+            writer.writerow([r["index"], r["path"], int(labels[int(r["index"])])])
+    return out
+
+
+def test_suggestions_cover_the_classes_avoid_validation_and_repeat(tmp_path):
+    cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False, "threads": 1})
+    summary = suggest_labels(cfg, budget=20, out=tmp_path / "a", pretext_iterations=200)
+    assert summary["picked"] == 20
+    rows = read_rows(tmp_path / "a" / "picks.csv")
+    index = np.array([int(r["index"]) for r in rows])
+    assert all(r["label"] == "" for r in rows)
+    labels = read_sklearn_digits().labels
+    assert len(set(labels[index].tolist())) >= 8  # labels unseen, yet most of the 10 classes
+    _, candidates = candidate_pool(cfg)
+    validation = np.setdiff1d(np.arange(len(labels)), candidates)
+    assert len(validation) > 300 and not np.intersect1d(index, validation).size
+    with Image.open(tmp_path / "a" / "picks.png") as sheet:
+        assert sheet.size[0] > 300
+    suggest_labels(cfg, budget=20, out=tmp_path / "b", pretext_iterations=200)
+    assert (tmp_path / "a" / "picks.csv").read_bytes() == (tmp_path / "b" / "picks.csv").read_bytes()
+
+
+def test_random_strategy_is_uniform_over_candidates_and_seeded(tmp_path):
+    cfg = resolve({"data": "sklearn-digits", "seed": 3, "progress": False})
+    suggest_labels(cfg, budget=50, out=tmp_path / "a", strategy="random")
+    suggest_labels(cfg, budget=50, out=tmp_path / "b", strategy="random")
+    first = [int(r["index"]) for r in read_rows(tmp_path / "a" / "picks.csv")]
+    assert first == [int(r["index"]) for r in read_rows(tmp_path / "b" / "picks.csv")]
+    _, candidates = candidate_pool(cfg)
+    assert len(set(first)) == 50 and set(first) <= set(candidates.tolist())
+    with pytest.raises(SganError, match="unknown strategy"):
+        suggest_labels(cfg, budget=5, out=tmp_path / "c", strategy="best")
+
+
+def test_training_on_filled_picks_uses_the_written_labels(tmp_path):
+    cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False})
+    suggest_labels(cfg, budget=30, out=tmp_path, strategy="random")
+    truth = read_sklearn_digits().labels
+    filled = fill(tmp_path / "picks.csv", truth, tmp_path / "filled.csv")
+    rows = read_rows(filled)
+    rows[0]["label"] = str((int(rows[0]["label"]) + 1) % 10)  # the person's word wins, even when wrong
+    with open(filled, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["index", "path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    data = prepare(Config(data="sklearn-digits", seed=0, labels_csv=str(filled)))
+    index = np.array([int(r["index"]) for r in rows])
+    order = np.argsort(index)
+    assert data.split.labeled.tolist() == sorted(index.tolist())
+    assert data.labeled.y.tolist() == [int(rows[i]["label"]) for i in order]
+    assert len(data.x_ulb) == len(data.split.unlabeled) and not np.intersect1d(data.split.unlabeled, index).size
+
+
+def write_csv(path: Path, rows: list[list]) -> Path:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["index", "path", "label"], *rows])
+    return path
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([[5, "", ""]], "line 2: no label"),
+    ([[99999, "", 1]], "outside the pool"),
+    ([[5, "", 1], [5, "", 2]], "listed twice"),
+    ([["x", "", 1]], "not a whole number"),
+    ([[5, "", "seven"]], "not a class number"),
+])
+def test_bad_picks_csv_is_refused(tmp_path, rows, message):
+    picks = write_csv(tmp_path / "picks.csv", rows)
+    with pytest.raises(SganError, match=message):
+        prepare(Config(data="sklearn-digits", labels_csv=str(picks)))
+
+
+def test_bad_picks_csv_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
+    picks = write_csv(tmp_path / "picks.csv", [[5, "", ""]])
+    proc = subprocess.run([sys.executable, "-m", "sgan", "train", "--data", "sklearn-digits", "--labels-csv",
+                           str(picks), "--iterations", "1", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no label" in proc.stderr, proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_picks_that_are_validation_images_are_refused(tmp_path):
+    cfg = Config(data="sklearn-digits", seed=0)
+    _, candidates = candidate_pool(cfg)
+    validation = np.setdiff1d(np.arange(1797), candidates)
+    picks = write_csv(tmp_path / "picks.csv", [[int(validation[0]), "", 1]])
+    with pytest.raises(SganError, match="validation or test image"):
+        prepare(Config(data="sklearn-digits", seed=0, labels_csv=str(picks)))
+
+
+def test_unlabeled_folder_named_labels_and_a_changed_folder(tmp_path):
+    """A flat folder of photos: picks by path, labels written as names, validation from its own folder."""
+    rng = np.random.default_rng(0)
+    pool = tmp_path / "pool"
+    val = tmp_path / "val"
+    pool.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(pool / f"{i:02d}.png")
+    for name in ("cat", "dog"):
+        (val / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(val / name / f"{i}.png")
+    cfg = Config(data=str(pool), image_size=32, model="resnet18", loader_workers=0, progress=False)
+    suggest_labels(cfg, budget=4, out=tmp_path / "s", strategy="random")
+    rows = read_rows(tmp_path / "s" / "picks.csv")
+    assert all(Path(r["path"]).parent == pool for r in rows)
+    names = write_csv(tmp_path / "names.csv", [[r["index"], r["path"], n] for r, n in zip(rows, ["dog", "cat"] * 2)])
+    with pytest.raises(SganError, match="--val-data"):
+        prepare(Config(data=str(pool), image_size=32, labels_csv=str(names), loader_workers=0))
+    data = prepare(Config(data=str(pool), image_size=32, labels_csv=str(names), val_data=str(val), loader_workers=0))
+    assert data.classes == ["cat", "dog"] and sorted(data.labeled.y.tolist()) == [0, 0, 1, 1]
+    assert len(data.x_ulb) == 8
+    moved = write_csv(tmp_path / "moved.csv", [[rows[0]["index"], str(pool / "elsewhere.png"), "cat"]])
+    with pytest.raises(SganError, match="did the folder change"):
+        prepare(Config(data=str(pool), image_size=32, labels_csv=str(moved), val_data=str(val), loader_workers=0))

@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs) if len(xs) > 1 else 0:.2f}" if xs else "-"
 
         balance = ", ".join(f"{sum(c > 0 for c in r['per_class'])} / {min(r['per_class'])}" for r in mine)
-        lines.append(f"| {arm} | {stat('val')} | {stat('holdout')} | "
-                     f"{', '.join(f'{100 * r['val']:.2f}' for r in mine)} | {balance} |")
+        per_seed = ", ".join(f"{100 * r['val']:.2f}" for r in mine)
+        lines.append(f"| {arm} | {stat('val')} | {stat('holdout')} | {per_seed} | {balance} |")
     (out / "suggest_labels.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

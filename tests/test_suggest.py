@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +184,21 @@ def test_unlabeled_folder_named_labels_and_a_changed_folder(tmp_path):
     moved = write_csv(tmp_path / "moved.csv", [[rows[0]["index"], str(pool / "elsewhere.png"), "cat"]])
     with pytest.raises(SganError, match="did the folder change"):
         prepare(Config(data=str(pool), image_size=32, labels_csv=str(moved), val_data=str(val), loader_workers=0))
+
+
+def test_suggest_benchmark_runs_all_three_arms(tmp_path):
+    """benchmarks/suggest_labels.py at a toy size: suggested, random and class-balanced picks."""
+    config = tmp_path / "tiny.toml"
+    config.write_text('data = "sklearn-digits"\niterations = 3\nbatch_size = 8\neval_every = 3\nlog_every = 3\n'
+                      'threads = 1\n')
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "suggest_labels.py"
+    spec = importlib.util.spec_from_file_location("suggest_labels", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--config", str(config), "--budget", "20", "--seeds", "0", "--pretext-iterations", "5",
+                "--out", str(tmp_path / "out")])
+    results = json.loads((tmp_path / "out" / "suggest_labels.json").read_text())["results"]
+    assert [r["arm"] for r in results] == ["suggested", "random", "balanced"]
+    assert all(sum(r["per_class"]) == 20 and 0 <= r["val"] <= 1 for r in results)
+    assert results[2]["per_class"] == [2] * 10  # the protocol's draw is class-balanced
+    assert (tmp_path / "out" / "suggest_labels.md").read_text().count("\n") == 5

@@ -35,6 +35,8 @@ HELP = {
     "test_per_class": "test images per class held out of --data, scored once at the end (default 0)",
     "channels": "channels image folders are decoded to: 1 or 3 (default 3)",
     "loader_workers": "processes decoding image folders (default 2)",
+    "stream": "decode the --unlabeled image folder batch by batch in --loader-workers processes while training "
+              "(for folders larger than memory)",
     "model": "digits (28 px notebook pair, default) or resnet18 (ResNet18 from scratch + DCGAN generator)",
     "select": "final (default) or best_val: keep the weights with the best validation accuracy",
     "num_classes": "number of classes K (default: largest label + 1)",

@@ -42,6 +42,7 @@ class Config:
     image_size: int = 28
     channels: int | None = None  # image folders are decoded to this many channels (default 3)
     loader_workers: int = 2  # processes decoding image folders
+    stream: bool = False  # decode the --unlabeled image folder batch by batch while training, never all at once
     # "digits": the notebook's 28 px pair; "resnet18": torchvision's ResNet18 (from scratch) and a
     # DCGAN generator sized to image_size
     model: str = "digits"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from .checkpoint import atomic_write_text, csv_text, load_state, save_state, save_weights
 from .config import Config, load_run_config, resolve
 from .data import Prepared, prepare
+from .data.stream import InMemoryBatches, IndexStream, StreamedBatches, StreamedFolder
 from .errors import SganError
 from .data.transforms import random_affine
 from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
@@ -38,20 +39,6 @@ from .report import plot_losses, save_sample_grid, write_html_report
 
 
 SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
-
-
-class IndexStream:
-    """Endless random batches of indices: a fresh permutation each pass over the data."""
-
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
-        self.n, self.batch_size, self.generator = n, batch_size, generator
-        self.buffer = torch.empty(0, dtype=torch.long)
-
-    def next(self) -> torch.Tensor:
-        while len(self.buffer) < self.batch_size:
-            self.buffer = torch.cat([self.buffer, torch.randperm(self.n, generator=self.generator)])
-        batch, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
-        return batch
 
 
 def pick_device(name: str) -> torch.device:
@@ -147,6 +134,14 @@ def tensorboard_writer(run_dir: Path, method: str) -> Any:
     return SummaryWriter(log_dir=str(run_dir / "tensorboard" / method))
 
 
+def write_skipped(run_dir: Path, skipped: list[tuple[str, str]]) -> None:
+    """skipped_files.csv (file, reason) and one warning line."""
+    skipped = sorted(set(skipped))
+    atomic_write_text(run_dir / "skipped_files.csv", csv_text(["file", "reason"], skipped))
+    print(f"sgan: warning: skipped {len(skipped)} image files that could not be decoded "
+          f"(listed in {run_dir / 'skipped_files.csv'})", file=sys.stderr)
+
+
 def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, run_dir: Path,
                  log: TextIO, ckpt: Checkpointer, resume: tuple[dict, dict] | None = None,
                  ranks: Ranks = Ranks()) -> dict[str, Any]:
@@ -171,11 +166,15 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     x_lb, y_lb, x_ulb = data.labeled.x, data.labeled.y, data.x_ulb
     if ranks.parallel:  # every rank trains on its own shard
         lb_shard, ulb_shard = shard(len(x_lb), ranks), shard(len(x_ulb), ranks)
-        x_lb, y_lb, x_ulb = x_lb[lb_shard], y_lb[lb_shard], x_ulb[ulb_shard]
+        x_lb, y_lb = x_lb[lb_shard], y_lb[lb_shard]
+        x_ulb = x_ulb[ulb_shard] if isinstance(x_ulb, torch.Tensor) else x_ulb.subset(ulb_shard)
+    streamed = isinstance(x_ulb, StreamedFolder)
+    # a streamed folder's batches are drawn ahead of use, so they get a generator of their own
+    ulb_gen = torch.Generator().manual_seed(cfg.seed + 2) if streamed else gen
     lb_stream = IndexStream(len(x_lb), cfg.batch_size, gen)
-    ulb_stream = IndexStream(len(x_ulb), cfg.batch_size, gen)
+    ulb_stream = IndexStream(len(x_ulb), cfg.batch_size, ulb_gen)
     schedules = lr_schedules(method, cfg)
-    x_lb, y_lb, x_ulb = x_lb.to(device), y_lb.to(device), x_ulb.to(device)
+    x_lb, y_lb = x_lb.to(device), y_lb.to(device)
     x_val, y_val = data.evals["val"].x, data.evals["val"].y
     # the network that is evaluated and saved: the classifier itself or its moving average
     scored = method.classifier
@@ -216,14 +215,15 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             tensors.update({f"opt{i}.{p}.{k}": v for p, st in sd["state"].items() for k, v in st.items()})
         if best["state"] is not None:
             tensors.update({f"best.{k}": v for k, v in best["state"].items()})
-        tensors.update({"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state()})
+        tensors.update({"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state(),
+                        "rng.ulb_batches": ulb_gen.get_state()})
         if device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         state = {"method": name, "step": step, "train_seconds": train_seconds,
                  "param_groups": [sd["param_groups"] for sd in opt_states],
                  "schedules": [sch.state_dict() for sch in schedules],
                  "best": {"val": best["val"], "step": best["step"]},
-                 "order": {"lb": lb_stream.buffer.tolist(), "ulb": ulb_stream.buffer.tolist()}}
+                 "order": {"lb": lb_stream.buffer.tolist(), "ulb": ulb_batches.to_come().tolist()}}
         return tensors, state
 
     def restore(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> int:
@@ -248,6 +248,8 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         torch.set_rng_state(tensors["rng.torch"])
         set_host_rng_state(state["rng_host"])
         gen.set_state(tensors["rng.batches"])
+        if "rng.ulb_batches" in tensors:
+            ulb_gen.set_state(tensors["rng.ulb_batches"])
         aug_gen.set_state(tensors["rng.aug"])
         if "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], device)
@@ -263,13 +265,23 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         torch.manual_seed(rank_seed(cfg.seed, ranks, first))
         gen.manual_seed(rank_seed(cfg.seed, ranks, first))
         aug_gen.manual_seed(rank_seed(cfg.seed + 1, ranks, first))
+        if streamed:
+            ulb_gen.manual_seed(rank_seed(cfg.seed + 2, ranks, first))
+    # made after any restore: a streamed loader starts drawing batches as soon as it exists
+    if not streamed:
+        ulb_batches: InMemoryBatches | StreamedBatches = InMemoryBatches(x_ulb.to(device), ulb_stream)
+    elif spec.base == "sgan":
+        ulb_batches = StreamedBatches(x_ulb, ulb_stream, workers=cfg.loader_workers, device=device)
+    else:  # the supervised twin never looks at unlabeled images: nothing to decode
+        ulb_batches = InMemoryBatches(torch.empty(len(x_ulb), 0, device=device), ulb_stream)
     shown: dict[str, str] = {}  # the progress bar's short summary
     bar = tqdm(range(first, cfg.iterations + 1), desc=name, disable=not (cfg.progress and ranks.main), leave=False,
                mininterval=0.5, dynamic_ncols=True, initial=first - 1, total=cfg.iterations)
     for step in bar:
         start = time.perf_counter()
-        i_lb, i_ulb = lb_stream.next(), ulb_stream.next()
-        x_ulb_batch = augment(x_ulb[i_ulb]) if spec.base == "sgan" else x_ulb[i_ulb]  # supervised ignores it
+        i_lb, x_ulb_batch = lb_stream.next(), ulb_batches.next()
+        if spec.base == "sgan":  # the supervised twin ignores unlabeled images
+            x_ulb_batch = augment(x_ulb_batch)
         losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
         losses, stop = agree(losses, ckpt.stop_signal is not None, ranks, device)
         if stop and ckpt.stop_signal is None:  # another rank got the signal
@@ -298,6 +310,9 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if ckpt.stop_signal is not None:
             raise Interrupted(ckpt.stop_signal, step, run_dir)
     bar.close()
+    ulb_batches.close()
+    if ulb_batches.skipped and ranks.main:
+        write_skipped(run_dir, data.skipped + ulb_batches.skipped)
     if tb is not None:
         tb.close()
     check_in_step(method.classifier, ranks)
@@ -373,9 +388,7 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
         run_dir = create_run_dir(cfg, data, ranks, overwrite=overwrite)
         cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
     if data.skipped and ranks.main:
-        atomic_write_text(run_dir / "skipped_files.csv", csv_text(["file", "reason"], data.skipped))
-        print(f"sgan: warning: skipped {len(data.skipped)} image files that could not be decoded "
-              f"(listed in {run_dir / 'skipped_files.csv'})", file=sys.stderr)
+        write_skipped(run_dir, data.skipped)
     saved = load_state(run_dir / "checkpoint.safetensors") if resume and (run_dir / "checkpoint.safetensors").is_file() else None
     metrics: dict[str, Any] = {"protocol": protocol_of(cfg, data), "methods": {}}
     standardized = data.standardized() if any(METHOD_SPECS[m].conventional for m in cfg.methods) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..config import Config
 from ..errors import SganError
 from .imageset import ImageSet
 from .picks import Picks, read_picks
+from .stream import STATS_SAMPLE, StreamedFolder
 from .readers import load_images
 from .splits import Split, split_pool
 from .transforms import resize, set_stats, standardize, to_model_range
@@ -27,7 +29,7 @@ class LabeledTensors:
 @dataclass
 class Prepared:
     labeled: LabeledTensors
-    x_ulb: torch.Tensor  # (M, C, H, W) float in [-1, 1]
+    x_ulb: torch.Tensor | StreamedFolder  # (M, C, H, W) float in [-1, 1], or a folder decoded as it trains
     evals: dict[str, LabeledTensors]  # "val" first, then the named extra sets
     num_classes: int
     channels: int
@@ -45,7 +47,10 @@ class Prepared:
             per_class = torch.bincount(y, minlength=self.num_classes).tolist() if y is not None else None
             return {"images": len(x), "per_class": per_class, "pixel_mean": round(mean, 4), "pixel_std": round(std, 4)}
 
-        return {"labeled": row(self.labeled.x, self.labeled.y), "unlabeled": row(self.x_ulb, None),
+        unlabeled = row(self.x_ulb if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.sample(), None)
+        if isinstance(self.x_ulb, StreamedFolder):  # pixel statistics from a sample of the folder
+            unlabeled.update(images=len(self.x_ulb), stats_from=f"a sample of {min(STATS_SAMPLE, len(self.x_ulb))}")
+        return {"labeled": row(self.labeled.x, self.labeled.y), "unlabeled": unlabeled,
                 **{k: row(v.x, v.y) for k, v in self.evals.items()}}
 
     def standardized(self) -> "Prepared":
@@ -56,8 +61,9 @@ class Prepared:
         def fix(x: torch.Tensor) -> torch.Tensor:
             return standardize(x, mean=mean, std=std)
 
+        x_ulb = fix(self.x_ulb) if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.standardized(mean, std)
         return dataclasses.replace(
-            self, labeled=LabeledTensors(fix(self.labeled.x), self.labeled.y), x_ulb=fix(self.x_ulb),
+            self, labeled=LabeledTensors(fix(self.labeled.x), self.labeled.y), x_ulb=x_ulb,
             evals={k: LabeledTensors(fix(v.x), v.y) for k, v in self.evals.items()})
 
 
@@ -142,8 +148,13 @@ def prepare(cfg: Config) -> Prepared:
         y[picks.index] = picks.labels
     size = cfg.image_size
     pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
+    streamed: StreamedFolder | None = None
     if cfg.unlabeled is None:
         unlabeled, x_ulb = pool.subset(split.unlabeled), pool_x[split.unlabeled]
+    elif cfg.stream:  # only the file list now; decoded batch by batch while training
+        if not Path(cfg.unlabeled).is_dir():
+            raise SganError(f"--stream needs --unlabeled to be an image folder, got {cfg.unlabeled!r}")
+        streamed = x_ulb = StreamedFolder.open(cfg.unlabeled, size=size, channels=pool.images.shape[1])
     else:
         if cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
             unlabeled = extra[cfg.unlabeled]
@@ -155,7 +166,7 @@ def prepare(cfg: Config) -> Prepared:
     held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
     sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
     channels = pool.images.shape[1]
-    for name, s in [("unlabeled", unlabeled), *sets.items()]:
+    for name, s in [*([] if streamed else [("unlabeled", unlabeled)]), *sets.items()]:
         if s.images.shape[1] != channels:
             raise SganError(f"{s.source}: {s.images.shape[1]}-channel images, but the labeled "
                             f"pool has {channels}")
@@ -163,7 +174,7 @@ def prepare(cfg: Config) -> Prepared:
     val = labeled_tensors(val_set, num_classes, size) if val_set else pool_part(pool_x, y, split.validation)
     if cfg.test_per_class:
         evals = {"test": pool_part(pool_x, y, split.test), **evals}
-    sources = [pool, unlabeled, *extra.values(), *([val_set] if val_set else [])]
+    sources = [pool, *([] if streamed else [unlabeled]), *extra.values(), *([val_set] if val_set else [])]
     return Prepared(
         labeled=pool_part(pool_x, y, split.labeled),
         x_ulb=x_ulb,
@@ -172,7 +183,7 @@ def prepare(cfg: Config) -> Prepared:
         channels=channels,
         split=split,
         pool_stats=set_stats(pool_x),
-        summary={"labeled": len(split.labeled), "unlabeled": len(unlabeled),
+        summary={"labeled": len(split.labeled), "unlabeled": len(streamed) if streamed else len(unlabeled),
                  **{name: len(s) for name, s in sets.items()}},
         skipped=sorted({item for s in sources for item in s.skipped}),
         classes=pool.classes or (picks.classes if picks else []),

@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> None:
             results.append({"seed": seed, "arm": arm, "per_class": counts, **{
                 k: v for k, v in metrics["methods"][args.method].items() if k in ("val", "holdout", "holdout+adabn")}})
             print(json.dumps(results[-1]), flush=True)
+            write_tables(out, args, results)  # after every run: a stopped benchmark keeps what it measured
+
+
+def write_tables(out: Path, args: argparse.Namespace, results: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "suggest_labels.json").write_text(json.dumps({"config": args.config, "method": args.method,
                                                          "budget": args.budget, "results": results}, indent=2))
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
              "classes covered / smallest class (per seed) |", "|---|---:|---:|---|---|"]
     for arm in ARMS:
         mine = [r for r in results if r["arm"] == arm]
+        if not mine:
+            continue
 
         def stat(key: str) -> str:
             xs = [100 * r[key] for r in mine if key in r]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import FIELDS, load_run_config, read_config_file, resolve
+from .config import FIELDS, Config, load_run_config, read_config_file, resolve
 from .distributed import ranks_from_env
 from .errors import SganError
 from .evaluate import TrainedClassifier, write_predictions, write_submission
@@ -146,6 +146,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def run_config(args: argparse.Namespace) -> Config:
+    """--config file, then flags. A sweep's config file serves one run too: its [sweep] table is
+    the sweep's and is left out."""
+    values = read_config_file(args.config, section="sweep") if args.config else {}
+    values.pop("sweep", None)
+    return resolve(values, _overrides(args))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.config or _overrides(args):
@@ -153,9 +161,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         out = args.resume
         metrics = train(resume=args.resume)
     else:
-        values = read_config_file(args.config, section="sweep") if args.config else {}
-        values.pop("sweep", None)  # a sweep's config file trains one cell too; the [sweep] table is the sweep's
-        cfg = resolve(values, _overrides(args))
+        cfg = run_config(args)
         out = cfg.out or str(default_run_dir())
         metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
     if not ranks_from_env().main:  # under torchrun rank 0 reports
@@ -208,9 +214,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_suggest(args: argparse.Namespace) -> None:
-    values = read_config_file(args.config, section="sweep") if args.config else {}
-    values.pop("sweep", None)
-    cfg = resolve(values, _overrides(args))
+    cfg = run_config(args)
     if args.pretext_iterations <= 0:
         raise SganError(f"--pretext-iterations must be positive, got {args.pretext_iterations}")
     summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,

@@ -362,16 +362,16 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
         return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
 
 
-def create_run_dir(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool) -> Path:
+def create_run_dir(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool) -> Config:
     """Rank 0 makes the run folder and writes the resolved config and the split; every rank
-    gets its path, or the same one-line error."""
-    made: Path | str = ""
+    gets that config (its `out` the folder), or the same one-line error."""
+    made: Config | str = ""
     if ranks.main:
         try:
-            made = make_run_dir(cfg.out, overwrite=overwrite)
-            cfg = dataclasses.replace(cfg, out=str(made), num_classes=data.num_classes)
-            atomic_write_text(made / "config.json", json.dumps(cfg.to_dict(), indent=2))
-            atomic_write_text(made / "split.json", json.dumps(data.split.to_dict()))
+            run_dir = make_run_dir(cfg.out, overwrite=overwrite)
+            made = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
+            atomic_write_text(run_dir / "config.json", json.dumps(made.to_dict(), indent=2))
+            atomic_write_text(run_dir / "split.json", json.dumps(data.split.to_dict()))
         except SganError as error:
             made = str(error)
     made = broadcast(made, ranks)
@@ -382,11 +382,9 @@ def create_run_dir(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool
 
 def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *, overwrite: bool,
               resume: str | Path | None) -> dict[str, Any]:
-    if resume is not None:
-        run_dir = Path(resume)
-    else:
-        run_dir = create_run_dir(cfg, data, ranks, overwrite=overwrite)
-        cfg = dataclasses.replace(cfg, out=str(run_dir), num_classes=data.num_classes)
+    if resume is None:
+        cfg = create_run_dir(cfg, data, ranks, overwrite=overwrite)
+    run_dir = Path(resume if resume is not None else cfg.out)
     if data.skipped and ranks.main:
         write_skipped(run_dir, data.skipped)
     saved = load_state(run_dir / "checkpoint.safetensors") if resume and (run_dir / "checkpoint.safetensors").is_file() else None

@@ -52,7 +52,9 @@ def decode(path: Path, *, size: int, channels: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).reshape(size, size, channels).transpose(2, 0, 1)
 
 
-class _Decoder(torch.utils.data.Dataset):
+class Decoder(torch.utils.data.Dataset):
+    """File i -> (i, (C, size, size) uint8 or None, reason it failed or "")."""
+
     def __init__(self, paths: list[Path], size: int, channels: int) -> None:
         self.paths, self.size, self.channels = paths, size, channels
 
@@ -72,7 +74,7 @@ def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> 
     images = np.empty((len(paths), channels, size, size), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     skipped = []
-    loader = torch.utils.data.DataLoader(_Decoder(paths, size, channels), batch_size=None, num_workers=workers,
+    loader = torch.utils.data.DataLoader(Decoder(paths, size, channels), batch_size=None, num_workers=workers,
                                          collate_fn=lambda item: item)
     for i, image, reason in loader:
         if image is None:

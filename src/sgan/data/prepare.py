@@ -47,7 +47,7 @@ class Prepared:
             per_class = torch.bincount(y, minlength=self.num_classes).tolist() if y is not None else None
             return {"images": len(x), "per_class": per_class, "pixel_mean": round(mean, 4), "pixel_std": round(std, 4)}
 
-        unlabeled = row(self.x_ulb if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.sample(), None)
+        unlabeled = row(self.x_ulb if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.sample, None)
         if isinstance(self.x_ulb, StreamedFolder):  # pixel statistics from a sample of the folder
             unlabeled.update(images=len(self.x_ulb), stats_from=f"a sample of {min(STATS_SAMPLE, len(self.x_ulb))}")
         return {"labeled": row(self.labeled.x, self.labeled.y), "unlabeled": unlabeled,

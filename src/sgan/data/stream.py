@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import SganError
-from .folders import _Decoder, image_files
+from .folders import Decoder, image_files
 from .transforms import to_model_range
 
 STATS_SAMPLE = 1000  # images decoded up front to estimate a streamed folder's pixel mean/std
@@ -61,21 +62,23 @@ class StreamedFolder:
     def subset(self, index: torch.Tensor) -> "StreamedFolder":
         return dataclasses.replace(self, paths=tuple(self.paths[i] for i in index.tolist()))
 
-    def sample(self, seed: int = 0) -> torch.Tensor:
-        """Up to STATS_SAMPLE images (seeded choice) in model range, to estimate pixel statistics."""
+    @cached_property
+    def sample(self) -> torch.Tensor:
+        """Up to STATS_SAMPLE images (a seeded choice) in model range, to estimate pixel
+        statistics; decoded once, however often the statistics are asked for."""
         n = min(STATS_SAMPLE, len(self))
-        chosen = np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False))
+        chosen = np.sort(np.random.default_rng(0).choice(len(self), n, replace=False))
         images, _ = decode_batch(self.decoder(), chosen.tolist())
         if len(images) == 0:
             raise SganError(f"{self.source}: none of {n} sampled image files could be decoded")
         return self.to_model(images)
 
     def standardized(self, mean: float, std: float) -> "StreamedFolder":
-        x = self.sample().double()
+        x = self.sample.double()
         return dataclasses.replace(self, standardize=(x.mean().item(), x.std().item(), mean, std))
 
-    def decoder(self) -> _Decoder:
-        return _Decoder([Path(p) for p in self.paths], self.size, self.channels)
+    def decoder(self) -> Decoder:
+        return Decoder([Path(p) for p in self.paths], self.size, self.channels)
 
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float in model range, standardized when asked."""
@@ -86,7 +89,7 @@ class StreamedFolder:
         return x
 
 
-def decode_batch(decoder: _Decoder, indices: list[int]) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+def decode_batch(decoder: Decoder, indices: list[int]) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     """The decodable images of one batch (B_ok, C, H, W) uint8 and [(path, reason)] for the rest."""
     items = [decoder[i] for i in indices]
     good = [torch.from_numpy(image.copy()) for _, image, _ in items if image is not None]  # PIL arrays are read-only
@@ -98,7 +101,7 @@ def decode_batch(decoder: _Decoder, indices: list[int]) -> tuple[torch.Tensor, l
 class _BatchDecoder(torch.utils.data.Dataset):
     """Maps a whole batch of indices to its decoded images, so workers decode batches."""
 
-    def __init__(self, decoder: _Decoder) -> None:
+    def __init__(self, decoder: Decoder) -> None:
         self.decoder = decoder
 
     def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, list[tuple[str, str]]]:

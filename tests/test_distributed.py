@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,16 +62,24 @@ def test_agree_averages_and_check_in_step_catches_diverged_ranks(tmp_path, pertu
     assert all(r["verdict"] == ("differ" if perturb else "same") for r in results)
 
 
-def test_torchrun_two_cpu_processes_with_gloo(tmp_path, digits_csv):
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "sgan", "train"]
+SETTINGS = ["--n-labeled", "200", "--methods", "supervised", "sgan", "--iterations", "150", "--eval-every", "75",
+            "--log-every", "25", "--lr", "2e-3", "--device", "cpu", "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, digits_csv) -> tuple[Path, subprocess.CompletedProcess]:
+    """One uninterrupted torchrun run with 2 CPU processes."""
+    out = tmp_path_factory.mktemp("torchrun") / "run"
+    proc = subprocess.run([*TORCHRUN, "--data", str(digits_csv), *SETTINGS, "--out", str(out)],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    return out, proc
+
+
+def test_torchrun_two_cpu_processes_with_gloo(reference):
     """The real entry point: 2 processes, each on its own shard; rank 0 alone writes; the result is sane."""
-    out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-         "-m", "sgan", "train", "--data", str(digits_csv), "--n-labeled", "200", "--methods", "supervised", "sgan",
-         "--iterations", "150", "--eval-every", "75", "--log-every", "25", "--lr", "2e-3", "--device", "cpu",
-         "--no-progress", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=600)
+    out, proc = reference
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("run folder:") == 1  # rank 0 reports, once
     metrics = json.loads((out / "metrics.json").read_text())
@@ -82,3 +92,34 @@ def test_torchrun_two_cpu_processes_with_gloo(tmp_path, digits_csv):
     assert config["out"] == str(out)
     weights = load_file(out / "sgan_classifier.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_torchrun_stopped_by_sigterm_resumes_exactly(reference, digits_csv, tmp_path):
+    """SIGTERM to torchrun inside the SGAN: both ranks stop at the same step, rank 0 checkpoints
+    every rank's generators and batch order, and the resumed run ends bit-identical to the
+    uninterrupted one; resuming with another number of processes is refused in one line."""
+    ref, _ = reference
+    out = tmp_path / "run"
+    p = subprocess.Popen([*TORCHRUN, "--data", str(digits_csv), *SETTINGS, "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    log, deadline = out / "metrics.jsonl", time.time() + 300
+    while p.poll() is None and time.time() < deadline:
+        if log.exists() and '"method": "sgan", "step": 50,' in log.read_text():
+            break
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers
+    _, err = p.communicate(timeout=300)
+    assert err.count("sgan: stopped by SIGTERM") == 1, err[-3000:]  # rank 0 says it, once
+    assert not (out / "metrics.json").exists()
+
+    alone = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(out)],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+    assert alone.returncode == 2 and "written by 2 process(es)" in alone.stderr and "Traceback" not in alone.stderr
+
+    resumed = subprocess.run([*TORCHRUN, "--resume", str(out)], capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ours, theirs = (json.loads((d / "metrics.json").read_text())["methods"] for d in (out, ref))
+    assert {m: r["val"] for m, r in ours.items()} == {m: r["val"] for m, r in theirs.items()}
+    for part in ("classifier", "generator"):
+        a, b = load_file(out / f"sgan_{part}.safetensors"), load_file(ref / f"sgan_{part}.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part

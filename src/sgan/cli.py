@@ -237,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sgan: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:
-        print(f"sgan: {e}", file=sys.stderr)
+        if not e.quiet:
+            print(f"sgan: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:
         print("sgan: interrupted", file=sys.stderr)

@@ -83,9 +83,9 @@ def shard(n: int, ranks: Ranks) -> torch.Tensor:
     return torch.arange(ranks.rank, per_rank * ranks.world, ranks.world)
 
 
-def rank_seed(seed: int, ranks: Ranks, step: int) -> int:
+def rank_seed(seed: int, ranks: Ranks) -> int:
     """Different noise, augmentation and batch order on every rank, reproducible from the seed."""
-    return seed * 1_000_003 + ranks.rank * 10_007 + step
+    return seed * 1_000_003 + ranks.rank * 10_007
 
 
 def agree(losses: dict[str, float], stop: bool, ranks: Ranks, device: torch.device) -> tuple[dict[str, float], bool]:
@@ -105,6 +105,16 @@ def broadcast(value: Any, ranks: Ranks) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather(value: Any, ranks: Ranks) -> list[Any] | None:
+    """Every rank's value in rank order on rank 0 (e.g. its random generators for the
+    checkpoint), None on the others."""
+    if not ranks.parallel:
+        return [value]
+    box: list[Any] | None = [None] * ranks.world if ranks.main else None
+    dist.gather_object(value, box, dst=0)
+    return box
 
 
 def check_in_step(module: nn.Module, ranks: Ranks) -> None:

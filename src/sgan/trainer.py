@@ -32,7 +32,7 @@ from .data.stream import InMemoryBatches, IndexStream, StreamedBatches, Streamed
 from .errors import SganError
 from .data.transforms import random_affine
 from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
-                          rank_seed, ranks_from_env, shard)
+                          gather, rank_seed, ranks_from_env, shard)
 from .evaluate import TrainedClassifier, accuracy, adapt_batchnorm, confusion_accuracy, diagnose, write_submission
 from .methods import METHOD_SPECS, Method, build_method
 from .report import plot_losses, save_sample_grid, write_html_report
@@ -88,10 +88,11 @@ def protocol_of(cfg: Config, data: Prepared) -> dict[str, Any]:
 class Interrupted(Exception):
     """SIGINT/SIGTERM: the step finished and a checkpoint was written."""
 
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+    def __init__(self, signum: int, step: int, run_dir: Path, *, quiet: bool = False) -> None:
         super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint written, "
                          f"continue with: sgan train --resume {run_dir}")
         self.signum = signum
+        self.quiet = quiet  # data-parallel ranks other than 0: rank 0 says it
 
 
 def host_rng_state() -> dict[str, Any]:
@@ -123,6 +124,11 @@ class Checkpointer:
         self.log.flush()
         save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell(),
                                         "config": self.cfg.to_dict(), "rng_host": host_rng_state()})
+
+
+def rank_prefix(rank: int) -> str:
+    """Checkpoint names of a data-parallel rank's own state: rank 0's keep the single-process names."""
+    return "" if rank == 0 else f"rank{rank}."
 
 
 def tensorboard_writer(run_dir: Path, method: str) -> Any:
@@ -215,16 +221,24 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             tensors.update({f"opt{i}.{p}.{k}": v for p, st in sd["state"].items() for k, v in st.items()})
         if best["state"] is not None:
             tensors.update({f"best.{k}": v for k, v in best["state"].items()})
-        tensors.update({"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state(),
-                        "rng.ulb_batches": ulb_gen.get_state()})
-        if device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
         state = {"method": name, "step": step, "train_seconds": train_seconds,
                  "param_groups": [sd["param_groups"] for sd in opt_states],
                  "schedules": [sch.state_dict() for sch in schedules],
-                 "best": {"val": best["val"], "step": best["step"]},
-                 "order": {"lb": lb_stream.buffer.tolist(), "ulb": ulb_batches.to_come().tolist()}}
+                 "best": {"val": best["val"], "step": best["step"]}, "world": ranks.world}
+        everyone = gather(rank_state(), ranks)  # so that a data-parallel run resumes exactly too
+        if everyone is not None:  # rank 0, the one that writes
+            for rank, (rng, _) in enumerate(everyone):
+                tensors.update({rank_prefix(rank) + k: v for k, v in rng.items()})
+            state["order"], state["rank_orders"] = everyone[0][1], [order for _, order in everyone[1:]]
         return tensors, state
+
+    def rank_state() -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+        """What differs between data-parallel ranks: random generators and the batches to come."""
+        rng = {"rng.torch": torch.get_rng_state(), "rng.batches": gen.get_state(), "rng.aug": aug_gen.get_state(),
+               "rng.ulb_batches": ulb_gen.get_state()}
+        if device.type == "cuda":
+            rng["rng.cuda"] = torch.cuda.get_rng_state(device)
+        return rng, {"lb": lb_stream.buffer.tolist(), "ulb": ulb_batches.to_come().tolist()}
 
     def restore(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> int:
         def under(prefix: str) -> dict[str, torch.Tensor]:
@@ -245,28 +259,33 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             sch.load_state_dict(sd)
         if under("best"):
             best.update(state["best"], state=under("best"))
-        torch.set_rng_state(tensors["rng.torch"])
+        if state.get("world", 1) != ranks.world:  # the shards, and so the saved batch orders, depend on it
+            raise SganError(f"{ckpt.path} was written by {state.get('world', 1)} process(es); resume it with as many "
+                            f"(torchrun --nproc_per_node={state.get('world', 1)}, or none for 1)")
+        mine = rank_prefix(ranks.rank)
+        torch.set_rng_state(tensors[mine + "rng.torch"])
         set_host_rng_state(state["rng_host"])
-        gen.set_state(tensors["rng.batches"])
-        if "rng.ulb_batches" in tensors:
-            ulb_gen.set_state(tensors["rng.ulb_batches"])
-        aug_gen.set_state(tensors["rng.aug"])
-        if "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-        lb_stream.buffer = torch.tensor(state["order"]["lb"], dtype=torch.long)
-        ulb_stream.buffer = torch.tensor(state["order"]["ulb"], dtype=torch.long)
+        gen.set_state(tensors[mine + "rng.batches"])
+        if mine + "rng.ulb_batches" in tensors:
+            ulb_gen.set_state(tensors[mine + "rng.ulb_batches"])
+        aug_gen.set_state(tensors[mine + "rng.aug"])
+        if mine + "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors[mine + "rng.cuda"], device)
+        order = state["order"] if ranks.main else state["rank_orders"][ranks.rank - 1]
+        lb_stream.buffer = torch.tensor(order["lb"], dtype=torch.long)
+        ulb_stream.buffer = torch.tensor(order["ulb"], dtype=torch.long)
         return state["step"]
 
     train_seconds, first = 0.0, 1
     if resume is not None:
         first = restore(*resume) + 1
         train_seconds = resume[1]["train_seconds"]
-    if ranks.parallel:  # same initial weights everywhere, but each rank its own noise, augmentation and batches
-        torch.manual_seed(rank_seed(cfg.seed, ranks, first))
-        gen.manual_seed(rank_seed(cfg.seed, ranks, first))
-        aug_gen.manual_seed(rank_seed(cfg.seed + 1, ranks, first))
+    if ranks.parallel and resume is None:  # same initial weights everywhere, but each rank its own noise,
+        torch.manual_seed(rank_seed(cfg.seed, ranks))  # augmentation and batches
+        gen.manual_seed(rank_seed(cfg.seed, ranks))
+        aug_gen.manual_seed(rank_seed(cfg.seed + 1, ranks))
         if streamed:
-            ulb_gen.manual_seed(rank_seed(cfg.seed + 2, ranks, first))
+            ulb_gen.manual_seed(rank_seed(cfg.seed + 2, ranks))
     # made after any restore: a streamed loader starts drawing batches as soon as it exists
     if not streamed:
         ulb_batches: InMemoryBatches | StreamedBatches = InMemoryBatches(x_ulb.to(device), ulb_stream)
@@ -283,9 +302,9 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         if spec.base == "sgan":  # the supervised twin ignores unlabeled images
             x_ulb_batch = augment(x_ulb_batch)
         losses = method.train_step(augment(x_lb[i_lb]), y_lb[i_lb], x_ulb_batch)
+        # the ranks stop together, at the step they agree on: a signal that lands after this is
+        # acted on at the next step
         losses, stop = agree(losses, ckpt.stop_signal is not None, ranks, device)
-        if stop and ckpt.stop_signal is None:  # another rank got the signal
-            ckpt.stop_signal = signal.SIGTERM
         if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
                             f"final (the last good checkpoint is {ckpt.path})")
@@ -305,10 +324,10 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             shown["val"] = f"{snapshot(step)['val']:.3f}"
             bar.set_postfix(shown, refresh=False)
         log.flush()
-        if step % cfg.checkpoint_every == 0 or ckpt.stop_signal is not None:
+        if step % cfg.checkpoint_every == 0 or stop:
             ckpt.save(*capture(step))
-        if ckpt.stop_signal is not None:
-            raise Interrupted(ckpt.stop_signal, step, run_dir)
+        if stop:  # another rank may have got the signal
+            raise Interrupted(ckpt.stop_signal or signal.SIGTERM, step, run_dir, quiet=not ranks.main)
     bar.close()
     ulb_batches.close()
     if ulb_batches.skipped and ranks.main:

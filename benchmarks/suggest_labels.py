@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--method", default="sgan")
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--pretext-iterations", type=int, default=1000)
+    ap.add_argument("--pretext-iterations", type=int, default=1500)
     ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
     args = ap.parse_args(argv)
     values = read_config_file(args.config, section="sweep")

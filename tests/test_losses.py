@@ -53,3 +53,16 @@ def test_pseudo_label_loss_counts_only_confident_images():
     strong = torch.tensor([[0.0, math.log(2.0), 0.0], [5.0, 0.0, 0.0]])  # image 0's strong view: p(class 0) = 1/4
     assert math.isclose(losses.pseudo_label_loss(weak, strong, 0.9).item(), -math.log(1 / 4) / 2, rel_tol=1e-6)
     assert losses.pseudo_label_loss(weak, strong, 0.95).item() == 0.0  # nobody is sure enough
+
+
+def test_contrastive_loss_by_hand():
+    # two images, two views each: rows 0 and 2 are image 0, rows 1 and 3 image 1; unit vectors
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])  # lengths do not matter
+    # row 0's similarities to rows 1, 2, 3 are 0, 1, 0 (temperature 1); the right one is row 2
+    expected = math.log(2 + math.e) - 1  # the same for every row, by symmetry
+    assert math.isclose(losses.contrastive_loss(z, 1.0).item(), expected, rel_tol=1e-6)
+    # a lower temperature sharpens: with the views matched, the loss falls
+    assert losses.contrastive_loss(z, 0.1).item() < losses.contrastive_loss(z, 1.0).item()
+    # views of the wrong images score worse than chance (log 3)
+    swapped = z[[0, 1, 3, 2]]
+    assert losses.contrastive_loss(swapped, 1.0).item() > math.log(3)

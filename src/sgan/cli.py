@@ -130,8 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
     sg.add_argument("--budget", type=int, required=True, help="how many images to label")
     sg.add_argument("--strategy", default="representative",
-                    help="representative (rotation features + k-means, default) or random (uniform, the baseline)")
-    sg.add_argument("--pretext-iterations", type=int, default=1000, help="rotation-prediction training steps (default 1000)")
+                    help="representative (contrastive features + k-means, default) or random (uniform, the baseline)")
+    sg.add_argument("--pretext-iterations", type=int, default=1500,
+                    help="contrastive (SimCLR) training steps of 256 image pairs (default 1500)")
     sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
     add_config_flags(sg, skip=("out", "labels_csv"))
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")

@@ -41,3 +41,15 @@ def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, th
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
     """Squared distance between the batch means of discriminator features (B, F)."""
     return (real_features.mean(dim=0) - fake_features.mean(dim=0)).pow(2).mean()
+
+
+def contrastive_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """NT-Xent (SimCLR): z (2B, D) holds two views of B images, image i's in rows i and B + i.
+    Each row's cosine similarities / temperature to the 2B - 1 other rows are scored by
+    cross-entropy against the row holding the other view of its image."""
+    z = F.normalize(z, dim=1)
+    sim = z @ z.t() / temperature  # (2B, 2B)
+    sim = sim.masked_fill(torch.eye(len(z), dtype=torch.bool, device=z.device), float("-inf"))  # not itself
+    b = len(z) // 2
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)  # (2B,)
+    return F.cross_entropy(sim, target)

@@ -1,6 +1,7 @@
-"""Which images should a person label? Before any label exists: learn features by predicting
-image rotations (a pretext task that needs no labels), then pick one representative image per
-k-means cluster of those features, skipping near-duplicates and outlier clusters.
+"""Which images should a person label? Before any label exists: learn features by telling two
+random views of an image apart from views of other images (SimCLR, a pretext task that needs no
+labels), then pick one representative image per k-means cluster of those features, skipping
+near-duplicates and outlier clusters.
 
 `sgan suggest-labels` writes picks.csv (index, path, an empty label column to fill in) and a
 contact sheet; `sgan train --labels-csv picks.csv` trains on the filled-in picks.
@@ -8,6 +9,7 @@ contact sheet; `sgan train --labels-csv picks.csv` trains on the filled-in picks
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -16,49 +18,62 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from torch import nn
 from tqdm import tqdm
 
+from . import losses
 from .checkpoint import atomic, atomic_write_text, csv_text
 from .config import Config
 from .data.prepare import candidate_pool
+from .data.transforms import random_affine
 from .errors import SganError
-from .methods import adam, build_classifier
+from .methods import build_classifier
 
 STRATEGIES = ("representative", "random")
 DUPLICATE_COSINE = 0.98  # picks closer than this in feature space count as the same image
 OUTLIER_SHARE = 0.1  # a cluster under this share of the mean cluster size holds outliers
+PRETEXT_BATCH = 256  # images per contrastive step, each seen in two views
+TEMPERATURE = 0.2
 
 
-def rotations(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Image i (B, C, H, W) turned by k[i] quarter turns."""
-    out = x.clone()
-    for quarter in range(1, 4):
-        chosen = k == quarter
-        out[chosen] = torch.rot90(x[chosen], quarter, dims=(2, 3))
-    return out
+def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random view of every image (B, C, H, W) in [-1, 1]: rotated up to 20 degrees, shifted up
+    to 15% and zoomed up to 20%; colour images also get their own brightness and contrast, or
+    colour alone would tell one image's views from another's."""
+    v = random_affine(x, degrees=20, translate=0.15, scale=0.2, generator=generator)
+    if x.shape[1] == 3:
+        shift, gain = (torch.rand(2, len(x), 1, 1, 1, generator=generator) * 2 - 1) * 0.4  # (B, 1, 1, 1) each
+        mean = v.mean(dim=(1, 2, 3), keepdim=True)
+        v = ((v - mean) * (1 + gain) + mean + shift).clamp(-1, 1)
+    return v
 
 
-def rotation_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
-                      progress: bool = True) -> torch.Tensor:
-    """Train the run's classifier network to tell which of 4 rotations an image shows, then
-    return its penultimate features of the upright images, (N, C, H, W) -> (N, F)."""
+def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
+                         progress: bool = True) -> torch.Tensor:
+    """Train the run's classifier network (and a small projection head) so that two views of an
+    image lie closer than views of the other images of the batch (Chen et al. 2020), then return
+    its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
-    net = build_classifier(cfg, channels=x.shape[1], num_classes=4).to(device)
-    opt = adam(net, cfg)
+    net = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1], num_classes=128).to(device)
+    net.eval()  # the width of the features, without touching BatchNorm's statistics
+    with torch.no_grad():
+        width = net.features(x[:2].to(device)).shape[1]
+    net.train()
+    project = nn.Sequential(nn.Linear(width, 512), nn.ReLU(), nn.Linear(512, 128)).to(device)
+    opt = torch.optim.Adam([*net.parameters(), *project.parameters()], lr=1e-3)
     gen = torch.Generator().manual_seed(cfg.seed)
-    for _ in tqdm(range(iterations), desc="rotation pretext", disable=not progress, leave=False):
-        index = torch.randint(len(x), (cfg.batch_size,), generator=gen)
-        k = torch.randint(4, (cfg.batch_size,), generator=gen)
-        loss = F.cross_entropy(net(rotations(x[index], k).to(device)), k.to(device))
+    for _ in tqdm(range(iterations), desc="contrastive pretext", disable=not progress, leave=False):
+        batch = x[torch.randint(len(x), (PRETEXT_BATCH,), generator=gen)]
+        pair = torch.cat([views(batch, gen), views(batch, gen)]).to(device)  # (2B, C, H, W)
+        loss = losses.contrastive_loss(project(net.features(pair)), TEMPERATURE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     net.eval()
     with torch.no_grad():
-        return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(256)])
+        return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
 
 
 def pick_representatives(features: np.ndarray, budget: int, seed: int) -> np.ndarray:
@@ -112,7 +127,7 @@ def contact_sheet(images: np.ndarray, numbers: list[int]) -> bytes:
 
 
 def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str = "representative",
-                   pretext_iterations: int = 1000, device: torch.device | None = None) -> dict[str, Any]:
+                   pretext_iterations: int = 1500, device: torch.device | None = None) -> dict[str, Any]:
     """Write picks.csv, picks.png and suggest.json to `out`; return suggest.json's content.
     Candidates are the images `sgan train` with the same config could label: the pool less its
     validation and test images."""
@@ -128,7 +143,7 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     if strategy == "random":  # uniform over candidates, no class balancing: the baseline
         chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
     else:
-        features = rotation_features(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
+        features = contrastive_features(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
                                      progress=cfg.progress)
         chosen = pick_representatives(features.numpy(), budget, cfg.seed)
     picks = candidates[chosen]

@@ -259,9 +259,10 @@ def train_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
             sch.load_state_dict(sd)
         if under("best"):
             best.update(state["best"], state=under("best"))
-        if state.get("world", 1) != ranks.world:  # the shards, and so the saved batch orders, depend on it
-            raise SganError(f"{ckpt.path} was written by {state.get('world', 1)} process(es); resume it with as many "
-                            f"(torchrun --nproc_per_node={state.get('world', 1)}, or none for 1)")
+        world = state.get("world", 1)  # checkpoints from before data-parallel resume: one process
+        if world != ranks.world:  # the shards, and so the saved batch orders, depend on it
+            raise SganError(f"{ckpt.path} was written by {world} process(es); resume it with as many "
+                            f"(torchrun --nproc_per_node={world}, or none for 1)")
         mine = rank_prefix(ranks.rank)
         torch.set_rng_state(tensors[mine + "rng.torch"])
         set_host_rng_state(state["rng_host"])

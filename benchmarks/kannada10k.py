@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from sgan.run import SweepFolder
 from sgan.sweep import Sweep, run_sweep
 
 
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     sweep = Sweep(base=base, budgets=args.budgets, seeds=args.seeds, sources=args.sources, workers=args.workers,
                   out=args.out)
     run_sweep(sweep)
-    out = Path(args.out)
-    tables = [f"### {name}\n\n" + (out / f"table_{name}.md").read_text() for name in ("val", "holdout")]
-    (out / "kannada10k.md").write_text("\n".join(tables))
+    out = SweepFolder(args.out)
+    tables = [f"### {name}\n\n" + out.table(name).read_text() for name in ("val", "holdout")]
+    (out.path / "kannada10k.md").write_text("\n".join(tables))
     print("\n".join(tables))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from sgan.config import read_config_file, resolve
 from sgan.data.prepare import candidate_pool
+from sgan.run import RunFolder, SuggestFolder
 from sgan.suggest import suggest_labels
 from sgan.trainer import train
 
@@ -25,18 +26,23 @@ ARMS = ("suggested", "random", "balanced")
 
 
 def filled_picks(cfg, folder: Path, strategy: str, budget: int, pretext_iterations: int) -> tuple[Path, list[int]]:
-    """picks.csv with the true labels written in; returns its path and the picks' class counts."""
-    if not (folder / "picks.csv").is_file():
-        suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, pretext_iterations=pretext_iterations)
-    pool, _ = candidate_pool(cfg)
-    with open(folder / "picks.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    labels = [int(pool.labels[int(r["index"])]) for r in rows]
-    with open(folder / "filled.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "path", "label"])
-        writer.writerows([r["index"], r["path"], label] for r, label in zip(rows, labels))
-    return folder / "filled.csv", np.bincount(labels, minlength=cfg.num_classes or max(labels) + 1).tolist()
+    """picks.csv with the true labels written in (filled.csv); returns its path and the picks'
+    class counts. A filled.csv kept from an earlier run is used as it is."""
+    filled = folder / "filled.csv"
+    if not filled.is_file():
+        picks = SuggestFolder(folder).picks
+        if not picks.is_file():
+            suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, pretext_iterations=pretext_iterations)
+        pool, _ = candidate_pool(cfg)
+        with open(picks, newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(filled, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["index", "path", "label"])
+            writer.writerows([r["index"], r["path"], int(pool.labels[int(r["index"])])] for r in rows)
+    with open(filled, newline="") as f:
+        labels = [int(r["label"]) for r in csv.DictReader(f)]
+    return filled, np.bincount(labels, minlength=cfg.num_classes or max(labels) + 1).tolist()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,20 +61,20 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         cfg = resolve(values, {"seed": seed, "methods": [args.method], "n_labeled": args.budget, "progress": False})
         for arm in ARMS:
-            run = out / f"{arm}_seed{seed}"
+            run = RunFolder(out / f"{arm}_seed{seed}")
             extra, counts = {}, None
             if arm != "balanced":
                 strategy = "representative" if arm == "suggested" else "random"
                 picks, counts = filled_picks(cfg, out / f"picks_{arm}_seed{seed}", strategy, args.budget,
                                              args.pretext_iterations)
                 extra = {"labels_csv": str(picks)}
-            if (run / "metrics.json").is_file():
-                metrics = json.loads((run / "metrics.json").read_text())
+            if run.is_complete():
+                metrics = run.read_metrics()
             else:
-                metrics = train(cfg, overwrite=True, out=str(run), **extra)
-            counts = counts or metrics["protocol"]["sets"]["labeled"]["per_class"]
+                metrics = train(cfg, overwrite=True, out=str(run.path), **extra)
+            counts = counts or metrics.protocol.sets["labeled"]["per_class"]
             results.append({"seed": seed, "arm": arm, "per_class": counts, **{
-                k: v for k, v in metrics["methods"][args.method].items() if k in ("val", "holdout", "holdout+adabn")}})
+                k: v for k, v in metrics.methods[args.method].accuracy.items() if k in ("val", "holdout", "holdout+adabn")}})
             print(json.dumps(results[-1]), flush=True)
             write_tables(out, args, results)  # after every run: a stopped benchmark keeps what it measured
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+import sgan.methods.build
 import sgan.trainer
 from sgan import train
 from sgan.config import resolve
@@ -29,13 +30,13 @@ def test_standardized_sets_all_get_the_pool_stats(digits_csv):
 
 def test_augmentation_touches_training_batches_only(digits_csv, tmp_path, monkeypatch):
     seen = []
-    real = sgan.trainer.random_affine
+    real = sgan.methods.build.random_affine
 
     def spy(x, **kw):
         seen.append(x.shape[0])
         return real(x, **kw)
 
-    monkeypatch.setattr(sgan.trainer, "random_affine", spy)
+    monkeypatch.setattr(sgan.methods.build, "random_affine", spy)
     evaluated = []
     real_accuracy = sgan.trainer.accuracy
     monkeypatch.setattr(sgan.trainer, "accuracy", lambda c, x, y: (evaluated.append(x), real_accuracy(c, x, y))[1])
@@ -51,9 +52,9 @@ def test_all_four_methods_and_adabn_are_reported(digits_csv, tmp_path):
     out = tmp_path / "r"
     m = train(data=str(digits_csv), methods=["supervised", "conventional", "sgan", "sgan+aug"], adabn=True,
               out=str(out), **TINY)
-    assert list(m["methods"]) == ["supervised", "conventional", "sgan", "sgan+aug"]
-    for r in m["methods"].values():
-        assert {"val", "val+adabn"} <= set(r)
+    assert list(m.methods) == ["supervised", "conventional", "sgan", "sgan+aug"]
+    for r in m.methods.values():
+        assert {"val", "val+adabn"} <= set(r.accuracy)
     assert json.loads((out / "metrics.json").read_text())["protocol"]["adabn"] is True
     # a "+aug" run standardizes what it predicts, as in training
     from sgan import load_images

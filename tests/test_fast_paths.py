@@ -23,7 +23,7 @@ def sgan_steps(device: torch.device, steps: int = 5, **settings) -> tuple[list[d
     # the pseudo-label branch runs too; at the default threshold no untrained prediction passes, so
     # its loss is 0 on both paths (a lower one would compare argmaxes of near-uniform logits)
     cfg = Config(pseudo_label_weight=1.0, **settings)
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=device, strong_augment=lambda x: x.flip(-1))
+    method = build_method("sgan", cfg, channels=1, num_classes=10, device=device, augment=lambda x: x.flip(-1))
     dtypes: list[torch.dtype] = []
     method.classifier.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
     g = torch.Generator().manual_seed(1)
@@ -71,8 +71,8 @@ def test_cuda_bf16_and_compile_match_plain():
 def test_cuda_training_end_to_end(tmp_path):
     metrics = train(data="sklearn-digits", methods=["supervised", "sgan"], iterations=60, eval_every=30,
                     lr=2e-3, device="cuda", amp=True, compile=True, progress=False, out=str(tmp_path / "run"))
-    for result in metrics["methods"].values():
-        assert result["val"] > 0.5
+    for result in metrics.methods.values():
+        assert result.accuracy["val"] > 0.5
 
 
 def test_speed_benchmark_writes_json_and_table(tmp_path):

@@ -138,10 +138,10 @@ def test_resnet18_sgan_end_to_end_on_folders(tmp_path):
                     val_per_class=2, test_per_class=2, iterations=4, batch_size=4, eval_every=2, log_every=2,
                     select="best_val", loader_workers=0, progress=False, out=str(out))
     for name in ("supervised", "sgan"):
-        m = metrics["methods"][name]
-        assert set(m) >= {"val", "test"} and 0 <= m["test"] <= 1
-        assert m["selected_step"] in (2, 4)
-    assert metrics["protocol"]["counts"] == {"labeled": 4, "unlabeled": 6, "val": 4, "test": 4}
+        m = metrics.methods[name]
+        assert set(m.accuracy) >= {"val", "test"} and 0 <= m.accuracy["test"] <= 1
+        assert m.selected_step in (2, 4)
+    assert metrics.protocol.counts == {"labeled": 4, "unlabeled": 6, "val": 4, "test": 4}
     assert sorted(p.name for p in (out / "samples" / "sgan").iterdir()) == ["step_0000002.png", "step_0000004.png"]
     assert Image.open(out / "sgan_samples.png").size[0] > 32
     with open(out / "skipped_files.csv") as f:

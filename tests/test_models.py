@@ -24,7 +24,7 @@ def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
     cfg = Config(generator_loss=generator_loss, pseudo_label_weight=pseudo_label_weight, pseudo_label_threshold=0.05)
     views = []
     method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"),
-                          strong_augment=lambda x: views.append(x) or x.flip(3))
+                          augment=lambda x: views.append(x) or x.flip(3))
     assert isinstance(method, SGAN)
     before = {k: p.detach().clone() for k, p in
               [*method.classifier.named_parameters(), *(("g." + n, p) for n, p in method.generator.named_parameters())]}

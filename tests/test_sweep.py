@@ -66,13 +66,13 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
         out = tmp_path / f"run_{source}"
         m = train(data=str(folder), unlabeled=source, submit=True, n_labeled=20, iterations=2, batch_size=8,
                   progress=False, out=str(out))
-        assert set(m["methods"]["sgan"]) >= {"val", "holdout"}
-        assert m["protocol"]["transductive"] is (source == "holdout")
-        assert m["protocol"]["submission_method"] in ("supervised", "sgan")
+        assert set(m.methods["sgan"].accuracy) >= {"val", "holdout"}
+        assert m.protocol.transductive is (source == "holdout")
+        assert m.protocol.submission_method in ("supervised", "sgan")
         rows = (out / "submission.csv").read_text().splitlines()
         assert rows[0] == "id,label" and [int(r.split(",")[0]) for r in rows[1:]] == list(range(1000, 1050))
         expected_unlabeled = {"test": 50, "holdout": 100, None: 1797 - 20 - 359}[source]
-        assert m["protocol"]["counts"]["unlabeled"] == expected_unlabeled
+        assert m.protocol.counts["unlabeled"] == expected_unlabeled
 
 
 def test_verdict_compares_best_sgan_with_best_plain_method():

@@ -1,4 +1,5 @@
-"""`sgan train | eval | predict`: bad input ends in one line on stderr and exit code 2."""
+"""The command line: `sgan train | sweep | eval | predict | report | suggest-labels`. Bad input
+ends in one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -8,72 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import FIELDS, Config, load_run_config, read_config_file, resolve
+from .config import FIELDS, Config, read_config_file, resolve
 from .distributed import ranks_from_env
 from .errors import SganError
 from .evaluate import TrainedClassifier, write_predictions, write_submission
 from .report import format_table, write_html_report
-from .sweep import Sweep, run_sweep
+from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
 from .suggest import suggest_labels
-from .trainer import Interrupted, default_run_dir, pick_device, train
-
-SWEEP_KEYS = ("budgets", "seeds", "sources", "workers", "per_source")
-
-HELP = {
-    "data": "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, an image folder (one subfolder per "
-            "class), a Kaggle folder (train.csv, test.csv, Dig-MNIST.csv), or the bundled 'sklearn-digits'",
-    "val_data": "a separate labeled validation file (instead of a split of --data)",
-    "unlabeled": "unlabeled source: a file or image folder, the name of an --eval set (transductive), or 'test'",
-    "eval": "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv",
-    "test_data": "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder sets it)",
-    "submit": "write submission.csv for --test-data from the method best on validation",
-    "preset": "a protocol from BENCHMARK.md: kannada-10k or pets-12k",
-    "n_labeled": "class-balanced labeled budget (default 100)",
-    "labels_csv": "a filled-in picks.csv from sgan suggest-labels: these images, with these labels, are the labeled set",
-    "val_fraction": "stratified validation share of --data (default 0.2)",
-    "val_per_class": "validation images per class instead of --val-fraction",
-    "test_per_class": "test images per class held out of --data, scored once at the end (default 0)",
-    "channels": "channels image folders are decoded to: 1 or 3 (default 3)",
-    "loader_workers": "processes decoding image folders (default 2)",
-    "stream": "decode the --unlabeled image folder batch by batch in --loader-workers processes while training "
-              "(for folders larger than memory)",
-    "model": "digits (28 px notebook pair, default) or resnet18 (ResNet18 from scratch + DCGAN generator)",
-    "select": "final (default) or best_val: keep the weights with the best validation accuracy",
-    "num_classes": "number of classes K (default: largest label + 1)",
-    "image_size": "side length images are resized to (default 28; resnet18: 32, 64, 96, 128 or 224)",
-    "methods": "methods side by side: supervised conventional sgan sgan+aug (default: supervised sgan)",
-    "iterations": "training steps per method (default 1500)",
-    "batch_size": "labeled and unlabeled batch size (default 32)",
-    "lr": "Adam learning rate of both networks (default 2e-4)",
-    "channels_last": "NHWC memory layout for the networks (default on; same results within float tolerance)",
-    "amp": "bfloat16 autocast of the forward passes (GPUs; matches float32 within bf16 tolerance)",
-    "compile": "torch.compile both networks (GPUs; slower on small CPUs)",
-    "resnet_stem": "resnet18 under 128 px: small (3x3 stride-1 stem, default) or imagenet (torchvision's, ~4x cheaper at 64 px)",
-    "split_bn": "SGAN: labeled and unlabeled images in separate BatchNorm batches",
-    "lr_schedule": "constant, or cosine: decay both learning rates to 0 over the iterations",
-    "beta1": "Adam beta1 (default 0.5)",
-    "z_dim": "generator noise size (default 100)",
-    "generator_loss": "nonsaturating (default) or feature_matching",
-    "input_noise": "std of Gaussian noise on the classifier input in training (default 0.3)",
-    "unlabeled_weight": "weight of the real/fake terms in the discriminator loss (default 1)",
-    "pseudo_label_weight": "SGAN: weight of the pseudo-label loss on augmented views of unlabeled images (default 0)",
-    "pseudo_label_threshold": "SGAN: confidence an unlabeled image needs to get a pseudo-label (default 0.95)",
-    "aug_degrees": "augmentation rotation range in degrees, +aug methods (default 10)",
-    "aug_translate": "augmentation shift, fraction of the image size (default 0.1)",
-    "aug_scale": "augmentation zoom range, 1 +- this (default 0.1)",
-    "adabn": "also report accuracy with BatchNorm re-estimated on each eval set (looks at its images)",
-    "ema": "evaluate a moving average of the classifier with this decay (default 0: off)",
-    "tensorboard": "also write TensorBoard event files under RUN/tensorboard (needs: pip install tensorboard)",
-    "log_every": "steps between loss lines in metrics.jsonl (default 50)",
-    "eval_every": "steps between validation checks and sample grids (default 500)",
-    "checkpoint_every": "steps between checkpoints for --resume (default 500)",
-    "seed": "seed of the split, the initial weights and the batches (default 0)",
-    "threads": "torch CPU threads (default: torch's choice)",
-    "device": "auto, cpu or cuda (default auto)",
-    "out": "run folder (default runs/<timestamp>)",
-    "progress": "show a progress bar (default on)",
-}
-
+from .sweep import SWEEP_KEYS, Sweep, run_sweep
+from .trainer import Interrupted, pick_device, train
 
 def _parse_pair(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
@@ -82,22 +26,35 @@ def _parse_pair(text: str) -> tuple[str, str]:
     return name, path
 
 
-def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
-    """One flag per Config field; only flags given on the command line become overrides."""
-    for f in FIELDS.values():
-        if f.name in skip:
-            continue
+def help_text(f: dataclasses.Field) -> str:
+    """A field's help from its metadata, with its default."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if default is None or default == {}:
+        return f.metadata["help"]
+    shown = ("on" if default else "off") if isinstance(default, bool) else \
+        " ".join(map(str, default)) if isinstance(default, list) else default
+    return f"{f.metadata['help']} (default: {shown})"
+
+
+def add_flags(parser: argparse.ArgumentParser, fields: list[dataclasses.Field], *, dest_prefix: str = "") -> None:
+    """One flag per dataclass field, its help from the field; only flags given on the command
+    line appear in the parsed arguments."""
+    for f in fields:
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).removesuffix(" | None")
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": HELP.get(f.name)}
+        kw: dict[str, Any] = {"dest": dest_prefix + f.name, "default": argparse.SUPPRESS, "help": help_text(f)}
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif kind == "list[str]":
-            parser.add_argument(flag, nargs="+", **kw)
+        elif kind.startswith("list["):
+            parser.add_argument(flag, nargs="+", type=int if kind == "list[int]" else str, **kw)
         elif kind.startswith("dict"):
             parser.add_argument(flag, action="append", type=_parse_pair, metavar="NAME=FILE", **kw)
         else:
             parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), **kw)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
+    add_flags(parser, [f for f in FIELDS.values() if f.name not in skip])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,11 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
                     "of budgets, seeds, sources, workers, and [sweep.per_source.SOURCE] tables of config keys for one source's cells")
-    sw.add_argument("--budgets", nargs="+", type=int, help="label budgets (default 100 1000 4000)")
-    sw.add_argument("--seeds", nargs="+", type=int, help="seeds (default 0 1 2)")
-    sw.add_argument("--sources", nargs="+", help="unlabeled sources: pool, an --eval name or a file (default pool)")
-    sw.add_argument("--workers", type=int, help="cells trained at once, in worker processes (default 1)")
-    sw.add_argument("--out", dest="sweep_out", default="sweeps/latest", help="sweep folder (default sweeps/latest)")
+    add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in ("base", "per_source")], dest_prefix="sweep_")
     add_config_flags(sw, skip=("n_labeled", "seed", "unlabeled", "out"))
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")
@@ -163,12 +116,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         metrics = train(resume=args.resume)
     else:
         cfg = run_config(args)
-        out = cfg.out or str(default_run_dir())
+        out = cfg.out or str(default_run_path())
         metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
     if not ranks_from_env().main:  # under torchrun rank 0 reports
         return
     print(format_table(metrics))
-    print(f"run folder: {out} (open {Path(out) / 'report.html'})")
+    print(f"run folder: {out} (open {RunFolder(out).report})")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -183,19 +136,17 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         if not isinstance(values, dict):
             raise SganError(f"{args.config}: [sweep.per_source.{source}] must be a table of config keys")
         resolve({**base, **values})
-    sweep = Sweep(base=base, out=args.sweep_out, **table)
-    for key in SWEEP_KEYS:
-        if getattr(args, key, None) is not None:  # per_source comes from the config file only
-            setattr(sweep, key, getattr(args, key))
+    flags = {k.removeprefix("sweep_"): v for k, v in vars(args).items() if k.startswith("sweep_")}
+    sweep = Sweep(base=base, **{**table, **flags})  # per_source comes from the config file only
     if sweep.workers < 1:
         raise SganError(f"sweep: workers must be positive, got {sweep.workers}")
     run_sweep(sweep)
-    print((Path(sweep.out) / "table_val.md").read_text(), end="")
+    print(SweepFolder(sweep.out).table("val").read_text(), end="")
     print(f"sweep folder: {sweep.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    for method in args.method or load_run_config(args.run).methods:
+    for method in args.method or RunFolder(args.run).read_config().methods:
         classifier = TrainedClassifier(args.run, method)
         print(f"{method}\t{classifier.accuracy(classifier.read(args.data)):.4f}\t{args.data}")
 
@@ -220,9 +171,9 @@ def cmd_suggest(args: argparse.Namespace) -> None:
         raise SganError(f"--pretext-iterations must be positive, got {args.pretext_iterations}")
     summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,
                              pretext_iterations=args.pretext_iterations, device=pick_device(cfg.device))
-    out = Path(args.suggest_out)
+    out = SuggestFolder(args.suggest_out)
     print(f"picked {summary['picked']} of {summary['candidates']} images: fill in the label column of "
-          f"{out / 'picks.csv'} (contact sheet: {out / 'picks.png'}), then: sgan train --labels-csv {out / 'picks.csv'} ...")
+          f"{out.picks} (contact sheet: {out.contact_sheet}), then: sgan train --labels-csv {out.picks} ...")
 
 
 def cmd_report(args: argparse.Namespace) -> None:

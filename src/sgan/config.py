@@ -11,77 +11,91 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SganError
+from .registry import METHODS
+from .presets import kaggle_layout, preset_values
 
-# "+aug" methods add random affine augmentation and per-set standardization ("conventional"
-# is the supervised twin with both); see methods.METHOD_SPECS
-METHODS = ("supervised", "conventional", "sgan", "sgan+aug")
-GENERATOR_LOSSES = ("nonsaturating", "feature_matching")
-LR_SCHEDULES = ("constant", "cosine")
-MODELS = ("digits", "resnet18")
-RESNET_STEMS = ("small", "imagenet")
 PHOTO_SIZES = (32, 64, 96, 128, 224)
-SELECTIONS = ("final", "best_val")
+
+
+def option(default: Any, help: str, *, choices: tuple[Any, ...] = ()) -> Any:
+    """A config field with its help text (the CLI's, the docs') and, for a choice, its choices:
+    each key's help and default are written here and nowhere else."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class Config:
-    # data: a file (Kaggle CSV, IDX, NPZ), a Kaggle folder, or the bundled "sklearn-digits"
-    data: str = "sklearn-digits"
-    val_data: str | None = None  # a separate validation file instead of a split of `data`
-    unlabeled: str | None = None  # a separate unlabeled source: a file, an eval-set name, or "test"
-    eval: dict[str, str] = field(default_factory=dict)  # extra evaluation sets, name -> file
-    test_data: str | None = None  # images to label for a submission (Kaggle test.csv with ids)
-    submit: bool = False  # write submission.csv for test_data from the method best on validation
-    preset: str | None = None  # a protocol from BENCHMARK.md, e.g. "kannada-10k"
-    n_labeled: int = 100  # class-balanced labeled budget
-    labels_csv: str | None = None  # a filled-in `sgan suggest-labels` picks.csv: the labeled set instead of a draw
-    val_fraction: float = 0.2  # stratified validation share of `data` ...
-    val_per_class: int | None = None  # ... or this many validation images per class
-    test_per_class: int = 0  # images per class held out of the pool as a test set, evaluated once at the end
-    num_classes: int | None = None  # inferred from the labels when unset
-    image_size: int = 28
-    channels: int | None = None  # image folders are decoded to this many channels (default 3)
-    loader_workers: int = 2  # processes decoding image folders
-    stream: bool = False  # decode the --unlabeled image folder batch by batch while training, never all at once
-    # "digits": the notebook's 28 px pair; "resnet18": torchvision's ResNet18 (from scratch) and a
-    # DCGAN generator sized to image_size
-    model: str = "digits"
-    resnet_stem: str = "small"  # resnet18 below 128 px: "small" (3x3 stride 1) or "imagenet" (torchvision's)
-    select: str = "final"  # or "best_val": keep the weights with the best validation accuracy
-    methods: list[str] = field(default_factory=lambda: ["supervised", "sgan"])
-    iterations: int = 1500
-    batch_size: int = 32
-    lr: float = 2e-4
-    lr_schedule: str = "constant"  # or "cosine": decay both learning rates to 0 over the iterations
-    beta1: float = 0.5
-    z_dim: int = 100
-    generator_loss: str = "nonsaturating"
-    input_noise: float = 0.3  # std of Gaussian noise on the classifier's input in training (both methods)
-    unlabeled_weight: float = 1.0
-    # SGAN: cross-entropy of an augmented view (one more draw of aug_*) of each unlabeled image against the class
-    # the plain view predicts with at least `threshold` confidence (FixMatch); 0: off
-    pseudo_label_weight: float = 0.0
-    pseudo_label_threshold: float = 0.95
-    # SGAN: labeled and unlabeled images in separate BatchNorm batches (the unlabeled source may
-    # come from another distribution); running statistics from the labeled ones
-    split_bn: bool = False
-    aug_degrees: float = 10.0  # augmentation: rotation range (+-degrees) ...
-    aug_translate: float = 0.1  # ... shift (+- this fraction of the size) ...
-    aug_scale: float = 0.1  # ... and zoom (1 +- this)
-    adabn: bool = False  # also report accuracy with BatchNorm statistics re-estimated on each eval set
-    ema: float = 0.0  # decay of an exponential moving average of the classifier, used to evaluate; 0: off
-    log_every: int = 50
-    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
-    eval_every: int = 500
-    checkpoint_every: int = 500  # steps between checkpoints (also written at each method's end and on SIGINT/SIGTERM)
-    seed: int = 0
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
-    device: str = "auto"
-    channels_last: bool = True  # NHWC weights: faster convolutions on CPU and on tensor cores
-    amp: bool = False  # bfloat16 autocast of the forward passes: for GPUs (CPUs without bf16 units get slower)
-    compile: bool = False  # torch.compile both networks: for GPUs (slower on the 2-core CPU measured)
-    out: str | None = None
-    progress: bool = True
+    data: str = option("sklearn-digits", "labeled pool: Kaggle CSV, IDX (.idx3-ubyte[.gz]), .npz, an image folder "
+                       "(one subfolder per class), a Kaggle folder (train.csv, test.csv, Dig-MNIST.csv), or the "
+                       "bundled 'sklearn-digits'")
+    val_data: str | None = option(None, "a separate labeled validation file (instead of a split of --data)")
+    unlabeled: str | None = option(None, "unlabeled source: a file or image folder, the name of an --eval set "
+                                   "(transductive), or 'test' (default: the rest of the pool)")
+    eval: dict[str, str] = option({}, "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv")
+    test_data: str | None = option(None, "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder "
+                                   "sets it)")
+    submit: bool = option(False, "write submission.csv for --test-data from the method best on validation")
+    preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k or pets-12k")
+    n_labeled: int = option(100, "class-balanced labeled budget")
+    labels_csv: str | None = option(None, "a filled-in picks.csv from sgan suggest-labels: these images, with these "
+                                    "labels, are the labeled set")
+    val_fraction: float = option(0.2, "stratified validation share of --data")
+    val_per_class: int | None = option(None, "validation images per class instead of --val-fraction")
+    test_per_class: int = option(0, "test images per class held out of --data, scored once at the end")
+    num_classes: int | None = option(None, "number of classes K (default: largest label + 1)")
+    image_size: int = option(28, "side length images are resized to (resnet18: 32, 64, 96, 128 or 224)")
+    channels: int | None = option(None, "channels image folders are decoded to: 1 or 3 (default: 3)")
+    loader_workers: int = option(2, "processes decoding image folders")
+    stream: bool = option(False, "decode the --unlabeled image folder batch by batch in --loader-workers processes "
+                          "while training (for folders larger than memory)")
+    model: str = option("digits", "digits (the notebook's 28 px pair) or resnet18 (ResNet18 from scratch + a DCGAN "
+                        "generator sized to --image-size)", choices=("digits", "resnet18"))
+    resnet_stem: str = option("small", "resnet18 under 128 px: small (3x3 stride-1 stem) or imagenet (torchvision's, "
+                              "~4x cheaper at 64 px)", choices=("small", "imagenet"))
+    select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
+                         choices=("final", "best_val"))
+    methods: list[str] = option(["supervised", "sgan"], "methods side by side", choices=METHODS)
+    iterations: int = option(1500, "training steps per method")
+    batch_size: int = option(32, "labeled and unlabeled batch size")
+    lr: float = option(2e-4, "Adam learning rate of both networks")
+    lr_schedule: str = option("constant", "constant, or cosine: decay both learning rates to 0 over the iterations",
+                              choices=("constant", "cosine"))
+    beta1: float = option(0.5, "Adam beta1")
+    z_dim: int = option(100, "generator noise size")
+    generator_loss: str = option("nonsaturating", "nonsaturating or feature_matching",
+                                 choices=("nonsaturating", "feature_matching"))
+    input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)")
+    unlabeled_weight: float = option(1.0, "weight of the real/fake terms in the discriminator loss")
+    pseudo_label_weight: float = option(0.0, "SGAN: weight of the pseudo-label loss: cross-entropy of an augmented "
+                                        "view of each unlabeled image against the class its plain view predicts "
+                                        "confidently (FixMatch); 0: off")
+    pseudo_label_threshold: float = option(0.95, "SGAN: confidence an unlabeled image needs to get a pseudo-label")
+    split_bn: bool = option(False, "SGAN: labeled and unlabeled images in separate BatchNorm batches, running "
+                            "statistics from the labeled ones (for an unlabeled source from another distribution)")
+    aug_degrees: float = option(10.0, "augmentation (+aug methods, pseudo-label views): rotation range, +- degrees")
+    aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size")
+    aug_scale: float = option(0.1, "augmentation: zoom range, 1 +- this")
+    adabn: bool = option(False, "also report accuracy with BatchNorm re-estimated on each eval set (looks at its "
+                         "images)")
+    ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)")
+    log_every: int = option(50, "steps between loss lines in metrics.jsonl")
+    tensorboard: bool = option(False, "also write TensorBoard event files under RUN/tensorboard (needs: pip install "
+                               "tensorboard)")
+    eval_every: int = option(500, "steps between validation checks and sample grids")
+    checkpoint_every: int = option(500, "steps between checkpoints for --resume (also written at each method's end "
+                                   "and on SIGINT/SIGTERM)")
+    seed: int = option(0, "seed of the split, the initial weights and the batches")
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)")
+    device: str = option("auto", "auto, cpu or cuda")
+    channels_last: bool = option(True, "NHWC memory layout for the networks (faster convolutions on CPU and tensor "
+                                 "cores; same results within float tolerance)")
+    amp: bool = option(False, "bfloat16 autocast of the forward passes (GPUs; CPUs without bf16 units get slower)")
+    compile: bool = option(False, "torch.compile both networks (GPUs; slower on the 2-core CPU measured)")
+    out: str | None = option(None, "run folder (default: runs/<timestamp>)")
+    progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> "Config":
         for name in ("n_labeled", "iterations", "batch_size", "z_dim", "log_every", "eval_every", "checkpoint_every"):
@@ -104,12 +118,13 @@ class Config:
             raise SganError(f"config: ema must be in [0, 1), got {self.ema}")
         if not 0 < self.val_fraction < 1:
             raise SganError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
-        for m in self.methods:
-            if m not in METHODS:
-                raise SganError(f"config: unknown method {m!r}; choose from {', '.join(METHODS)}")
-        for key, allowed in (("model", MODELS), ("select", SELECTIONS), ("resnet_stem", RESNET_STEMS)):
-            if getattr(self, key) not in allowed:
-                raise SganError(f"config: unknown {key} {getattr(self, key)!r}; choose from {', '.join(allowed)}")
+        for f in dataclasses.fields(self):
+            values = getattr(self, f.name)
+            many = isinstance(values, list)
+            for value in values if many else [values]:
+                if f.metadata["choices"] and value not in f.metadata["choices"]:
+                    raise SganError(f"config: unknown {f.name.removesuffix('s') if many else f.name} {value!r}; "
+                                    f"choose from {', '.join(f.metadata['choices'])}")
         if self.model == "digits" and self.image_size != 28:
             raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
         if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:
@@ -118,11 +133,6 @@ class Config:
             raise SganError(f"config: channels must be 1 or 3, got {self.channels}")
         if self.test_per_class < 0 or self.loader_workers < 0:
             raise SganError("config: test_per_class and loader_workers must be >= 0")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise SganError(f"config: unknown lr_schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
-        if self.generator_loss not in GENERATOR_LOSSES:
-            raise SganError(f"config: unknown generator_loss {self.generator_loss!r}; "
-                            f"choose from {', '.join(GENERATOR_LOSSES)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,8 +194,6 @@ def read_config_file(path: str, *, section: str | None = None) -> dict[str, Any]
 
 def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the preset named anywhere, then the file, then overrides."""
-    from .data.presets import kaggle_layout, preset_values  # presets know data; config does not
-
     file_values, overrides = file_values or {}, overrides or {}
     check_keys(overrides, "command line")
     check_types(overrides, "command line")
@@ -202,11 +210,8 @@ def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any]
     return Config(**values).validate()
 
 
-def load_run_config(run_dir: str | Path) -> Config:
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise SganError(f"{run_dir}: not a run folder (no config.json)")
-    values = json.loads(path.read_text())
-    check_keys(values, str(path))
-    check_types(values, str(path))
+def config_from_dict(values: dict[str, Any], where: str) -> Config:
+    """A saved config (a run's config.json) back as a Config, its keys and types checked."""
+    check_keys(values, where)
+    check_types(values, where)
     return Config(**values)

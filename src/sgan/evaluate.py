@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_write_text, csv_text, load_weights, read_shapes
-from .config import load_run_config
 from .data import ImageSet, load_images
-from .data.prepare import check_label_range, prepare_images
+from .data.prepare import LabeledTensors, check_label_range, prepare_images
 from .data.transforms import standardize, to_uint8
 from .errors import SganError
-from .methods import build_classifier
+from .models import build_classifier
+from .run import RunFolder
 
 
 @torch.no_grad()
@@ -67,14 +67,26 @@ def confusion_accuracy(confusion: torch.Tensor) -> float:
     return (confusion.trace() / confusion.sum()).item()
 
 
+def evaluate(classifier: nn.Module, sets: dict[str, LabeledTensors], *, adabn: bool = False
+             ) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
+    """Accuracy on each labeled set, and with `adabn` also under "<set>+adabn"
+    (it looks at the set's images, so it is reported apart); and each set's diagnostics."""
+    diagnostics = {k: diagnose(classifier, v.x, v.y) for k, v in sets.items()}
+    accuracies = {k: confusion_accuracy(d["confusion"]) for k, d in diagnostics.items()}
+    if adabn:
+        accuracies.update({f"{k}+adabn": accuracy(adapt_batchnorm(classifier, v.x), v.x, v.y) for k, v in sets.items()})
+    return accuracies, diagnostics
+
+
 class TrainedClassifier:
     """A run's trained classifier for one method, and the preprocessing it was trained with."""
 
     def __init__(self, run_dir: str | Path, method: str) -> None:
-        self.cfg = load_run_config(run_dir)
+        run = RunFolder(run_dir)
+        self.cfg = run.read_config()
         if method not in self.cfg.methods:
             raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(self.cfg.methods)})")
-        path = Path(run_dir) / f"{method}_classifier.safetensors"
+        path = run.weights(method, "classifier")
         shapes = read_shapes(path)
         self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
         self.classes: list[str] = shapes.get("classes") or []  # names of an image folder's classes

@@ -6,14 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import SganError
+from .errors import SganError
 
 
 def shared_data_root() -> Path:
     """$SGAN_DATA_ROOT, else ../shared/data from the working directory or from the repository."""
     if "SGAN_DATA_ROOT" in os.environ:
         return Path(os.environ["SGAN_DATA_ROOT"])
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         candidate = base.parent / "shared" / "data"
         if candidate.is_dir():
             return candidate

@@ -27,9 +27,10 @@ from . import losses
 from .checkpoint import atomic, atomic_write_text, csv_text
 from .config import Config
 from .data.prepare import candidate_pool
-from .data.transforms import random_affine
+from .data.transforms import random_affine, to_model_range
 from .errors import SganError
-from .methods import build_classifier
+from .models import build_classifier
+from .run import SuggestFolder
 
 STRATEGIES = ("representative", "random")
 DUPLICATE_COSINE = 0.98  # picks closer than this in feature space count as the same image
@@ -136,10 +137,10 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     pool, candidates = candidate_pool(cfg)
     if not 0 < budget <= len(candidates):
         raise SganError(f"budget must be between 1 and the {len(candidates)} candidate images, got {budget}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
+    folder = SuggestFolder(out)
+    if folder.path.exists() and not folder.path.is_dir():
         raise SganError(f"{out}: output path is a file")
-    x = torch.from_numpy(pool.images[candidates]).float() / 127.5 - 1  # (N, C, H, W) in [-1, 1]
+    x = to_model_range(pool.images[candidates])  # (N, C, H, W) in [-1, 1]
     if strategy == "random":  # uniform over candidates, no class balancing: the baseline
         chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
     else:
@@ -147,13 +148,13 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
                                      progress=cfg.progress)
         chosen = pick_representatives(features.numpy(), budget, cfg.seed)
     picks = candidates[chosen]
-    out.mkdir(parents=True, exist_ok=True)
+    folder.path.mkdir(parents=True, exist_ok=True)
     rows = [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in picks]
-    atomic_write_text(out / "picks.csv", csv_text(["index", "path", "label"], rows))
-    with atomic(out / "picks.png") as tmp:
+    atomic_write_text(folder.picks, csv_text(["index", "path", "label"], rows))
+    with atomic(folder.contact_sheet) as tmp:
         tmp.write_bytes(contact_sheet(pool.images[picks], list(range(1, len(picks) + 1))))
     summary = {"data": cfg.data, "strategy": strategy, "budget": budget, "seed": cfg.seed,
                "candidates": len(candidates), "picked": len(picks),
                "pretext_iterations": pretext_iterations if strategy == "representative" else 0}
-    atomic_write_text(out / "suggest.json", json.dumps(summary, indent=2))
+    atomic_write_text(folder.summary, json.dumps(summary, indent=2))
     return summary

@@ -12,14 +12,16 @@ import multiprocessing
 import os
 import statistics
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import atomic_write_text, csv_text
+from .config import option
 from .errors import SganError
-from .methods import METHOD_SPECS
-from .report import accuracies, plot_budget_curves, write_html_report
+from .registry import REGISTRY
+from .report import plot_budget_curves, write_html_report
+from .run import Metrics, RunFolder, SweepFolder
 
 POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
 
@@ -27,20 +29,22 @@ POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
 @dataclass
 class Sweep:
     base: dict[str, Any]  # config values shared by every cell (preset, iterations, methods, ...)
-    budgets: list[int] = field(default_factory=lambda: [100, 1000, 4000])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    sources: list[str] = field(default_factory=lambda: [POOL])  # "pool", an eval-set name, or a file
-    workers: int = 1
-    out: str = "sweeps/latest"
-    # config values for the cells of one unlabeled source only, e.g. {"holdout": {"pseudo_label_weight": 3}}
-    per_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budgets: list[int] = option([100, 1000, 4000], "label budgets")
+    seeds: list[int] = option([0, 1, 2], "seeds")
+    sources: list[str] = option([POOL], "unlabeled sources: pool, an --eval name or a file")
+    workers: int = option(1, "cells trained at once, in worker processes")
+    out: str = option("sweeps/latest", "sweep folder")
+    # e.g. {"holdout": {"pseudo_label_weight": 3}}
+    per_source: dict[str, dict[str, Any]] = option({}, "config values for the cells of one unlabeled source only "
+                                                   "([sweep.per_source.SOURCE] tables of a config file)")
 
     def cells(self) -> list[dict[str, Any]]:
         """One config per cell; methods that ignore unlabeled images run with the pool source only."""
-        methods = self.base.get("methods") or list(METHOD_SPECS)
+        methods = self.base.get("methods") or list(REGISTRY)
+        folder = SweepFolder(self.out)
         cells = []
         for source in self.sources:
-            cell_methods = methods if source == POOL else [m for m in methods if METHOD_SPECS[m].base == "sgan"]
+            cell_methods = methods if source == POOL else [m for m in methods if REGISTRY[m].uses_unlabeled]
             if not cell_methods:
                 continue
             for n in self.budgets:
@@ -48,8 +52,11 @@ class Sweep:
                     name = f"n{n}_{Path(source).stem}_seed{seed}"
                     cells.append({**self.base, **self.per_source.get(source, {}), "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
-                                  "out": str(Path(self.out) / "runs" / name)})
+                                  "out": str(folder.cell(name))})
         return cells
+
+
+SWEEP_KEYS = tuple(f.name for f in fields(Sweep) if f.name not in ("base", "out"))  # the keys of a [sweep] table
 
 
 def _run_cell(values: dict[str, Any], threads: int) -> str:
@@ -66,7 +73,7 @@ def _run_cell(values: dict[str, Any], threads: int) -> str:
 
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
-    todo = [c for c in sweep.cells() if not (Path(c["out"]) / "metrics.json").is_file()]
+    todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
     threads = max(1, (os.cpu_count() or 1) // sweep.workers)
     if todo:
         from tqdm import tqdm
@@ -77,23 +84,23 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
             for f in tqdm(futures, desc=f"sweep ({len(todo)} cells to run)", disable=not sweep.base.get("progress", True)):
                 if error := f.result():
                     raise SganError(error)
-    results = [json.loads((Path(c["out"]) / "metrics.json").read_text()) for c in sweep.cells()]
-    write_report(results, Path(sweep.out))
+    results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
+    write_report(results, SweepFolder(sweep.out))
     return results
 
 
-def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(results: list[Metrics]) -> list[dict[str, Any]]:
     """Rows of (eval set, budget, source, method) with per-seed values, mean and std."""
     groups: dict[tuple, list[tuple[int, float]]] = {}
     for r in results:
-        p = r["protocol"]
-        for method, m in r["methods"].items():
-            uses_unlabeled = METHOD_SPECS[method].base == "sgan"
-            source = p["unlabeled"] if uses_unlabeled else "-"
-            pseudo = p.get("pseudo_label_weight", 0.0) if uses_unlabeled else 0.0
-            for key, value in accuracies(m).items():
-                groups.setdefault((key, p["n_labeled"], source, p["transductive"] and uses_unlabeled,
-                                   method, p["iterations"], pseudo), []).append((p["seed"], value))
+        p = r.protocol
+        for method, m in r.methods.items():
+            uses_unlabeled = REGISTRY[method].uses_unlabeled
+            source = p.unlabeled if uses_unlabeled else "-"
+            pseudo = p.pseudo_label_weight if uses_unlabeled else 0.0
+            for key, value in m.accuracy.items():
+                groups.setdefault((key, p.n_labeled, source, p.transductive and uses_unlabeled,
+                                   method, p.iterations, pseudo), []).append((p.seed, value))
     rows = []
     for (eval_set, n, source, transductive, method, iterations, pseudo), values in sorted(groups.items()):
         accs = [v for _, v in values]
@@ -118,10 +125,10 @@ def fmt(row: dict[str, Any]) -> str:
     return f"{100 * row['mean']:.2f} +- {100 * row['std']:.2f}"
 
 
-def write_report(results: list[dict[str, Any]], out: Path) -> None:
+def write_report(results: list[Metrics], out: SweepFolder) -> None:
     rows = summarize(results)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2))
+    out.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out.summary, json.dumps(rows, indent=2))
     for eval_set in sorted({r["eval_set"] for r in rows}):
         sel = [r for r in rows if r["eval_set"] == eval_set]
         lines = [f"| n labeled | method | unlabeled | {eval_set} acc % (mean +- std) | seeds | iterations |",
@@ -132,12 +139,12 @@ def write_report(results: list[dict[str, Any]], out: Path) -> None:
         csv_rows = [[r["n_labeled"], r["method"], r["unlabeled"], r["transductive"], f"{r['mean']:.4f}",
                      f"{r['std']:.4f}", " ".join(map(str, r["seeds"])), " ".join(f"{v:.4f}" for v in r["values"])]
                     for r in sel]
-        atomic_write_text(out / f"table_{eval_set}.md", "\n".join(lines) + "\n")
-        atomic_write_text(out / f"table_{eval_set}.csv", csv_text(
+        atomic_write_text(out.table(eval_set), "\n".join(lines) + "\n")
+        atomic_write_text(out.table(eval_set, ".csv"), csv_text(
             ["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"], csv_rows))
-    atomic_write_text(out / "verdict.md", verdict(rows))
-    plot_budget_curves(rows, out / "accuracy_vs_budget.png")
-    write_html_report(out)
+    atomic_write_text(out.verdict, verdict(rows))
+    plot_budget_curves(rows, out.budget_plot)
+    write_html_report(out.path)
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
@@ -148,9 +155,9 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     for eval_set in sorted({r["eval_set"] for r in rows}):
         for n in sorted({r["n_labeled"] for r in rows}):
             cell = [r for r in rows if r["eval_set"] == eval_set and r["n_labeled"] == n]
-            plain = [r for r in cell if METHOD_SPECS[r["method"]].base != "sgan"]
+            plain = [r for r in cell if not REGISTRY[r["method"]].has_generator]
             for source in sorted({r["unlabeled"] for r in cell} - {"-"}):
-                gans = [r for r in cell if r["unlabeled"] == source]
+                gans = [r for r in cell if REGISTRY[r["method"]].has_generator and r["unlabeled"] == source]
                 if not gans or not plain:
                     continue
                 g, p = max(gans, key=lambda r: r["mean"]), max(plain, key=lambda r: r["mean"])

@@ -73,6 +73,11 @@ def check_label_range(labels: np.ndarray, num_classes: int, source: str) -> None
         raise SganError(f"{source}: label {int(labels[bad[0]])} of image {int(bad[0])} is outside 0..{num_classes - 1}")
 
 
+def infer_num_classes(cfg: Config, *labels: np.ndarray | None) -> int:
+    """The configured K, else the largest label found + 1 (0 when nothing is labeled)."""
+    return cfg.num_classes or max((int(y.max()) + 1 for y in labels if y is not None and len(y)), default=0)
+
+
 def prepare_images(images: np.ndarray, size: int) -> torch.Tensor:
     return to_model_range(resize(images, size))
 
@@ -118,7 +123,7 @@ def candidate_pool(cfg: Config) -> tuple[ImageSet, np.ndarray]:
     pool = read_source(cfg, cfg.data)
     pool = dataclasses.replace(pool, images=resize(pool.images, cfg.image_size))
     y = pool.labels
-    num_classes = cfg.num_classes or (int(y.max()) + 1 if y is not None else 0)
+    num_classes = infer_num_classes(cfg, y)
     split = split_of(cfg, y, len(pool), num_classes, own_val=bool(cfg.val_data), picks=None, source=pool.source)
     return pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
 
@@ -137,8 +142,7 @@ def prepare(cfg: Config) -> Prepared:
                         "(and no test set can be held out of it)")
     else:  # the pool's own labels, if any, only split off validation and test
         y = pool.labels
-    num_classes = cfg.num_classes or max(int(labels.max()) + 1 for labels in (y, picks and picks.labels)
-                                         if labels is not None)
+    num_classes = infer_num_classes(cfg, y, picks.labels if picks else None)
     if y is not None:
         check_label_range(y, num_classes, pool.source)
     split = split_of(cfg, y, len(pool), num_classes, own_val=val_set is not None, picks=picks, source=pool.source)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import SganError
 from .folders import Decoder, image_files
-from .transforms import to_model_range
+from .transforms import set_stats, shift_scale, to_model_range
 
 STATS_SAMPLE = 1000  # images decoded up front to estimate a streamed folder's pixel mean/std
 
@@ -40,14 +40,14 @@ class IndexStream:
 
 @dataclass(frozen=True)
 class StreamedFolder:
-    """An unlabeled image folder kept as its file list; `standardize` = (own mean, own std,
-    target mean, target std) applies per-set standardization as batches arrive."""
+    """An unlabeled image folder kept as its file list; `standardize` = (its own pixel mean/std,
+    the target mean/std) applies per-set standardization as batches arrive."""
 
     paths: tuple[str, ...]
     size: int
     channels: int
     source: str
-    standardize: tuple[float, float, float, float] | None = None
+    standardize: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @classmethod
     def open(cls, folder: str, *, size: int, channels: int) -> "StreamedFolder":
@@ -74,8 +74,7 @@ class StreamedFolder:
         return self.to_model(images)
 
     def standardized(self, mean: float, std: float) -> "StreamedFolder":
-        x = self.sample.double()
-        return dataclasses.replace(self, standardize=(x.mean().item(), x.std().item(), mean, std))
+        return dataclasses.replace(self, standardize=(set_stats(self.sample), (mean, std)))
 
     def decoder(self) -> Decoder:
         return Decoder([Path(p) for p in self.paths], self.size, self.channels)
@@ -84,8 +83,8 @@ class StreamedFolder:
         """uint8 (B, C, H, W) -> float in model range, standardized when asked."""
         x = to_model_range(images)
         if self.standardize is not None:
-            own_mean, own_std, mean, std = self.standardize
-            x = (x - own_mean) / max(own_std, 1e-8) * std + mean
+            own, target = self.standardize
+            x = shift_scale(x, own=own, target=target)
         return x
 
 
@@ -161,3 +160,56 @@ class StreamedBatches:
 
     def close(self) -> None:
         del self.batches  # stops the worker processes
+
+
+class TrainingBatches:
+    """One method's batches: labeled (x, y) indexed on the device, and unlabeled ones from a
+    tensor or a streamed folder, each in a seeded order that a checkpoint saves (`order`) and
+    restores (`set_order`). A streamed folder starts decoding at the first batch, after any
+    restore. With `use_ulb=False` (methods that never look at unlabeled images) the unlabeled
+    order is drawn all the same, so that every method sees the same labeled batches, but the
+    unlabeled batches are empty (B, 0)."""
+
+    def __init__(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor | StreamedFolder, *,
+                 batch_size: int, lb_generator: torch.Generator, ulb_generator: torch.Generator,
+                 use_ulb: bool = True, workers: int = 0, device: torch.device = torch.device("cpu")) -> None:
+        self.x_lb, self.y_lb = x_lb.to(device), y_lb.to(device)
+        self.lb_stream = IndexStream(len(x_lb), batch_size, lb_generator)
+        self.ulb_stream = IndexStream(len(x_ulb), batch_size, ulb_generator)
+        self.x_ulb, self.use_ulb, self.workers, self.device = x_ulb, use_ulb, workers, device
+        self.ulb: InMemoryBatches | StreamedBatches | None = None
+
+    def _unlabeled(self) -> InMemoryBatches | StreamedBatches:
+        if self.ulb is None:
+            if not self.use_ulb:  # the order is drawn all the same; the images are not needed
+                self.ulb = InMemoryBatches(torch.empty(len(self.x_ulb), 0, device=self.device), self.ulb_stream)
+            elif isinstance(self.x_ulb, torch.Tensor):
+                self.ulb = InMemoryBatches(self.x_ulb.to(self.device), self.ulb_stream)
+            else:
+                self.ulb = StreamedBatches(self.x_ulb, self.ulb_stream, workers=self.workers, device=self.device)
+        return self.ulb
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x_lb (B, C, H, W), y_lb (B,), x_ulb (B, C, H, W) or (B, 0)); the labeled indices are
+        drawn first."""
+        i_lb = self.lb_stream.next()
+        x_ulb = self._unlabeled().next()
+        return self.x_lb[i_lb], self.y_lb[i_lb], x_ulb
+
+    def order(self) -> dict[str, list[int]]:
+        to_come = self.ulb.to_come() if self.ulb is not None else self.ulb_stream.buffer
+        return {"lb": self.lb_stream.buffer.tolist(), "ulb": to_come.tolist()}
+
+    def set_order(self, order: dict[str, list[int]]) -> None:
+        if self.ulb is not None:
+            raise RuntimeError("the batch order is restored before the first batch")
+        self.lb_stream.buffer = torch.tensor(order["lb"], dtype=torch.long)
+        self.ulb_stream.buffer = torch.tensor(order["ulb"], dtype=torch.long)
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        return self.ulb.skipped if self.ulb is not None else []
+
+    def close(self) -> None:
+        if self.ulb is not None:
+            self.ulb.close()

@@ -1,58 +1,20 @@
-"""Training methods behind one interface: `train_step(x_lb, y_lb, x_ulb) -> dict of floats`.
+"""The SGAN step (Salimans et al. 2016): a K-class discriminator that is also the classifier.
 
-The trainer builds the networks and optimizers and hands them over; a method only knows how
-one step updates them.
+Labeled images train it with cross-entropy, unlabeled real images must look real, generated
+images fake; the generator is then trained against it. Two labelled phases, as in
+pytorch/examples' DCGAN: D on `fake.detach()`, then G.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Iterator
 
 import torch
 from torch import nn
 
-from . import losses
-from .config import Config
-from .models import DCGANGenerator, DigitClassifier, DigitGenerator, ResNet18Classifier
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    base: str  # "supervised" or "sgan"
-    conventional: bool  # random affine augmentation of training batches + per-set standardization
-
-
-METHOD_SPECS = {
-    "supervised": MethodSpec("supervised", conventional=False),
-    "conventional": MethodSpec("supervised", conventional=True),
-    "sgan": MethodSpec("sgan", conventional=False),
-    "sgan+aug": MethodSpec("sgan", conventional=True),
-}
-
-
-Wrap = Callable[[nn.Module], nn.Module]  # e.g. into DistributedDataParallel
-
-
-def same(module: nn.Module) -> nn.Module:
-    return module
-
-
-def autocast(x: torch.Tensor, enabled: bool) -> torch.autocast:
-    """bfloat16 forward passes when enabled (losses that need float32 get it from autocast; no
-    gradient scaling, bf16 has float32's range); backward passes run outside it."""
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-class Method(Protocol):
-    classifier: nn.Module
-
-    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]: ...
-
-    def modules(self) -> dict[str, nn.Module]: ...
-
-    def optimizers(self) -> list[torch.optim.Optimizer]: ...
+from .. import losses
+from .base import Augment, Wrap, autocast, same
 
 
 @contextmanager
@@ -81,29 +43,6 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
             bn.momentum = momentum
 
 
-class Supervised:
-    """The twin: the same classifier trained on the labeled images only."""
-
-    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, wrap: Wrap = same,
-                 amp: bool = False) -> None:
-        self.classifier, self.opt, self.amp = classifier, opt, amp
-        self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
-
-    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        with autocast(x_lb, self.amp):
-            loss = losses.supervised_loss(self.net(x_lb), y_lb)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return {"loss_sup": loss.item()}
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"classifier": self.classifier}
-
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.opt]
-
-
 class SGAN:
     """K-class discriminator: labeled -> cross-entropy, unlabeled -> real, generated -> fake."""
 
@@ -111,7 +50,7 @@ class SGAN:
                  opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
                  unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
-                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same,
+                 augment: Augment = same, strong_augment: Augment | None = None, wrap: Wrap = same,
                  amp: bool = False) -> None:
         self.classifier, self.generator, self.amp = classifier, generator, amp
         # the D phase and the generator forward run these (DistributedDataParallel under torchrun);
@@ -121,11 +60,12 @@ class SGAN:
         self.z_dim, self.generator_loss, self.unlabeled_weight = z_dim, generator_loss, unlabeled_weight
         self.split_bn = split_bn
         self.pseudo_label_weight, self.pseudo_label_threshold = pseudo_label_weight, pseudo_label_threshold
-        self.strong_augment = strong_augment
+        self.augment, self.strong_augment = augment, strong_augment  # training views; pseudo-label views
         if pseudo_label_weight > 0 and strong_augment is None:
             raise ValueError("pseudo-labels need a strong_augment function")
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
+        x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
         z = torch.randn(len(x_ulb), self.z_dim, device=x_ulb.device)
 
         # Phase 1: discriminator on real images and on fake.detach()
@@ -183,41 +123,3 @@ class SGAN:
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt_d, self.opt_g]
-
-
-def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
-    if cfg.model == "resnet18":
-        return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
-                                  input_noise=cfg.input_noise, stem=cfg.resnet_stem)
-    return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
-
-
-def build_generator(cfg: Config, *, channels: int) -> nn.Module:
-    if cfg.model == "resnet18":
-        return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
-    return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
-
-
-def adam(module: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    # fused: one kernel for all parameters (same update rule; ~6% faster per SGAN step on 2 CPU cores)
-    return torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=True)
-
-
-def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, device: torch.device,
-                 strong_augment: Callable[[torch.Tensor], torch.Tensor] | None = None, wrap: Wrap = same) -> Method:
-    """Networks and Adam optimizers for one method; the classifier is built first, so with the
-    same seed every method starts from the same classifier weights."""
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device, memory_format=layout)
-    if cfg.compile:  # in place: checkpoints keep the plain module's keys
-        classifier.compile()
-    if METHOD_SPECS[name].base == "supervised":
-        return Supervised(classifier=classifier, opt=adam(classifier, cfg), wrap=wrap, amp=cfg.amp)
-    generator = build_generator(cfg, channels=channels).to(device, memory_format=layout)
-    if cfg.compile:
-        generator.compile()
-    return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
-                z_dim=cfg.z_dim, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
-                split_bn=cfg.split_bn,
-                pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
-                strong_augment=strong_augment, wrap=wrap, amp=cfg.amp)

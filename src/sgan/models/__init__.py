@@ -1,6 +1,31 @@
-"""Plain nn.Modules; they know nothing of files or training."""
+"""Plain nn.Modules; they know nothing of files or training. The two factories below are the
+one place a config becomes networks (training, evaluation and suggest-labels all use them)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
 
 from .digits import DigitClassifier, DigitGenerator, GaussianNoise
 from .photos import DCGANGenerator, ResNet18Classifier
 
-__all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet18Classifier"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+
+def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
+    if cfg.model == "resnet18":
+        return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
+                                  input_noise=cfg.input_noise, stem=cfg.resnet_stem)
+    return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
+
+
+def build_generator(cfg: Config, *, channels: int) -> nn.Module:
+    if cfg.model == "resnet18":
+        return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
+    return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
+
+
+__all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet18Classifier",
+           "build_classifier", "build_generator"]

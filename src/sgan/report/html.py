@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from ..checkpoint import atomic_write_text, load_state
-from ..config import load_run_config
 from ..errors import SganError
-from .plots import RUN_FACTS, accuracies
+from ..registry import REGISTRY
+from ..run import RESULT_FACTS, MethodResult, RunFolder, RunProtocol, SweepFolder
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -66,13 +66,6 @@ def page(title: str, sections: list[str]) -> str:
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{''.join(sections)}</body></html>\n")
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise SganError(f"{path}: cannot read: {e}") from None
-
-
 def confusion_html(confusion: torch.Tensor, classes: list[str]) -> str:
     """Rows: true class, columns: predicted; cells shaded by their share of the row."""
     share = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp(min=1)
@@ -97,84 +90,104 @@ def wrong_html(d: dict[str, torch.Tensor], prefix: str, classes: list[str]) -> s
     return "<div>" + "".join(figures) + "</div>"
 
 
-def sample_grids(run_dir: Path, method: str) -> list[Path]:
-    grids = sorted((run_dir / "samples" / method).glob("step_*.png"))
+def sample_grids(run: RunFolder, method: str) -> list[Path]:
+    """Up to GRIDS_SHOWN of the method's grids, evenly spaced over training."""
+    grids = run.sample_grids(method)
     if len(grids) <= GRIDS_SHOWN:
         return grids
     picks = {round(i * (len(grids) - 1) / (GRIDS_SHOWN - 1)) for i in range(GRIDS_SHOWN)}
     return [grids[i] for i in sorted(picks)]
 
 
-def run_sections(run_dir: Path) -> list[str]:
-    metrics = read_json(run_dir / "metrics.json")
-    config = load_run_config(run_dir)
-    protocol, methods = metrics["protocol"], metrics["methods"]
-    sets_info: dict[str, dict[str, Any]] = protocol.get("sets", {})
-    classes = protocol.get("classes") or [str(i) for i in range(config.num_classes or 0)]
-    eval_sets = list(accuracies(next(iter(methods.values()))))
-    unlabeled = protocol["unlabeled"] + (" (transductive: an evaluation set used unlabeled)" if protocol["transductive"] else "")
-    facts = (f"data {protocol['data']}" + (f" (preset {protocol['preset']})" if protocol.get("preset") else "")
-             + f"; {protocol['n_labeled']} labeled; unlabeled: {unlabeled}; seed {protocol['seed']}; "
-             f"{protocol['iterations']} iterations at batch {protocol['batch_size']}; selection: {protocol['selection']}")
-    out = [f"<p>{escape(facts)}</p>", "<h2>Results</h2>",
-           table(["method", *[f"{s} acc %" for s in eval_sets], *RUN_FACTS],
-                 [[name, *(f"{100 * m[s]:.2f}" for s in eval_sets), *(str(m.get(k, "")) for k in RUN_FACTS)]
-                  for name, m in methods.items()]),
-           "<p class='muted'>Sets marked +adabn re-estimate BatchNorm statistics on that set's own images (no labels).</p>"]
-    if sets_info:
-        out += ["<h2>Data</h2>", table(
-            ["set", "images", "per class", "pixel mean", "pixel std"],
-            [[name, str(s["images"]), " ".join(map(str, s["per_class"])) if s["per_class"] else "(unlabeled)",
-              f"{s['pixel_mean']:.4f}", f"{s['pixel_std']:.4f}"] for name, s in sets_info.items()]),
-            f"<p class='muted'>Per class: counts of classes {escape(', '.join(classes))}. "
-            "Pixel statistics in the model's [-1, 1] range: a different mean or std is a shift.</p>"]
-    out += ["<h2>Training curves</h2>", img((run_dir / "losses.png").read_bytes(), "training curves")]
-    grids = {m: sample_grids(run_dir, m) for m in methods}
-    if any(grids.values()):
-        out.append("<h2>Generated samples</h2><p class='muted'>The same fixed noise batch at each point.</p>")
-        for method, paths in grids.items():
-            if paths:
-                figures = "".join(f"<figure>{img(p.read_bytes(), f'{method} {p.stem}', width=240, pixel=True)}"
-                                  f"<figcaption>{escape(method)}, step {int(p.stem.split('_')[1])}</figcaption></figure>"
-                                  for p in paths)
-                out.append(f"<div>{figures}</div>")
+def facts_text(protocol: RunProtocol) -> str:
+    unlabeled = protocol.unlabeled + (" (transductive: an evaluation set used unlabeled)" if protocol.transductive else "")
+    return (f"data {protocol.data}" + (f" (preset {protocol.preset})" if protocol.preset else "")
+            + f"; {protocol.n_labeled} labeled; unlabeled: {unlabeled}; seed {protocol.seed}; "
+            f"{protocol.iterations} iterations at batch {protocol.batch_size}; selection: {protocol.selection}")
+
+
+def results_html(methods: dict[str, MethodResult]) -> str:
+    eval_sets = list(next(iter(methods.values())).accuracy)
+    return table(["method", *[f"{s} acc %" for s in eval_sets], *RESULT_FACTS],
+                 [[name, *(f"{100 * m.accuracy[s]:.2f}" for s in eval_sets), str(m.train_seconds), str(m.iterations),
+                   str(m.selected_step)] for name, m in methods.items()])
+
+
+def data_html(sets_info: dict[str, dict[str, Any]], classes: list[str]) -> list[str]:
+    return ["<h2>Data</h2>", table(
+        ["set", "images", "per class", "pixel mean", "pixel std"],
+        [[name, str(s["images"]), " ".join(map(str, s["per_class"])) if s["per_class"] else "(unlabeled)",
+          f"{s['pixel_mean']:.4f}", f"{s['pixel_std']:.4f}"] for name, s in sets_info.items()]),
+        f"<p class='muted'>Per class: counts of classes {escape(', '.join(classes))}. "
+        "Pixel statistics in the model's [-1, 1] range: a different mean or std is a shift.</p>"]
+
+
+def samples_html(run: RunFolder, methods: list[str]) -> list[str]:
+    grids = {m: sample_grids(run, m) for m in methods if REGISTRY[m].has_generator}
+    if not any(grids.values()):
+        return []
+    out = ["<h2>Generated samples</h2><p class='muted'>The same fixed noise batch at each point.</p>"]
+    for method, paths in grids.items():
+        figures = "".join(f"<figure>{img(p.read_bytes(), f'{method} {p.stem}', width=240, pixel=True)}"
+                          f"<figcaption>{escape(method)}, step {int(p.stem.split('_')[1])}</figcaption></figure>"
+                          for p in paths)
+        out.append(f"<div>{figures}</div>")
+    return out
+
+
+def mistakes_html(run: RunFolder, methods: list[str], classes: list[str]) -> list[str]:
+    out = []
     for method in methods:
-        path = run_dir / f"{method}_diagnostics.safetensors"
-        if not path.is_file():
+        if not run.diagnostics(method).is_file():
             continue
-        tensors, state = load_state(path)
+        tensors, state = load_state(run.diagnostics(method))
         out.append(f"<h2>{escape(method)}: confusion and confident mistakes</h2>")
         for name in state["sets"]:
             out += [f"<h3>{escape(method)} on {escape(name)}</h3>", confusion_html(tensors[f"{name}.confusion"], classes),
                     "<p>Most confidently wrong:</p>", wrong_html(tensors, name, classes)]
+    return out
+
+
+def run_sections(run: RunFolder) -> list[str]:
+    metrics, config = run.read_metrics(), run.read_config()
+    protocol, methods = metrics.protocol, metrics.methods
+    classes = protocol.classes or [str(i) for i in range(config.num_classes or 0)]
+    out = [f"<p>{escape(facts_text(protocol))}</p>", "<h2>Results</h2>", results_html(methods),
+           "<p class='muted'>Sets marked +adabn re-estimate BatchNorm statistics on that set's own images (no labels).</p>"]
+    if protocol.sets:
+        out += data_html(protocol.sets, classes)
+    out.append("<h2>Training curves</h2>")
+    out.append(img(run.losses_plot.read_bytes(), "training curves") if run.losses_plot.is_file() else
+               "<p class='muted'>Not kept in this folder.</p>")
+    out += samples_html(run, list(methods))
+    out += mistakes_html(run, list(methods), classes)
     out += ["<h2>Config</h2>", f"<pre>{escape(json.dumps(config.to_dict(), indent=2))}</pre>"]
     return out
 
 
-def sweep_sections(sweep_dir: Path) -> list[str]:
+def sweep_sections(sweep: SweepFolder) -> list[str]:
     out = []
-    if (sweep_dir / "verdict.md").is_file():
-        verdict = (sweep_dir / "verdict.md").read_text()
+    if sweep.verdict.is_file():
+        verdict = sweep.verdict.read_text()
         out += ["<h2>Best SGAN variant vs best non-GAN method</h2>", markdown_table(verdict),
                 f"<p class='muted'>{escape(verdict.strip().splitlines()[-1])}</p>"]
-    if (sweep_dir / "accuracy_vs_budget.png").is_file():
-        out += ["<h2>Accuracy vs label budget</h2>", img((sweep_dir / "accuracy_vs_budget.png").read_bytes(), "accuracy vs label budget")]
-    for path in sorted(sweep_dir.glob("table_*.md")):
-        out += [f"<h2>{escape(path.stem.removeprefix('table_'))}</h2>", markdown_table(path.read_text())]
+    if sweep.budget_plot.is_file():
+        out += ["<h2>Accuracy vs label budget</h2>", img(sweep.budget_plot.read_bytes(), "accuracy vs label budget")]
+    for eval_set, path in sweep.tables().items():
+        out += [f"<h2>{escape(eval_set)}</h2>", markdown_table(path.read_text())]
     return out
 
 
 def write_html_report(folder: str | Path) -> Path:
     """(Re)build `report.html` in a finished run folder or a sweep folder; returns its path."""
-    folder = Path(folder)
-    if (folder / "metrics.json").is_file():
-        title, sections = "sgan run report", run_sections(folder)
-    elif (folder / "summary.json").is_file():
-        title, sections = "sgan sweep report", sweep_sections(folder)
-    elif (folder / "config.json").is_file():
+    run, sweep = RunFolder(folder), SweepFolder(folder)
+    if run.is_complete():
+        title, sections, out = "sgan run report", run_sections(run), run.report
+    elif sweep.is_sweep():
+        title, sections, out = "sgan sweep report", sweep_sections(sweep), sweep.report
+    elif run.config.is_file():
         raise SganError(f"{folder}: run not finished (no metrics.json); finish it with sgan train --resume {folder}")
     else:
         raise SganError(f"{folder}: not a run or sweep folder (no metrics.json or summary.json)")
-    out = folder / "report.html"
     atomic_write_text(out, page(title, sections))
     return out

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
+from ..run import Metrics  # noqa: E402
+
 
 def save_sample_grid(images: torch.Tensor, path: Path) -> None:
     """images (B, C, H, W) in [-1, 1] -> one PNG grid."""
@@ -46,21 +48,12 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-RUN_FACTS = ("train_seconds", "iterations", "selected_step")  # per-method entries that are not accuracies
-
-
-def accuracies(method_result: dict) -> dict[str, float]:
-    """Evaluation set -> accuracy, from one method's entry of metrics.json."""
-    return {k: v for k, v in method_result.items() if k not in RUN_FACTS}
-
-
-def format_table(metrics: dict) -> str:
+def format_table(metrics: Metrics) -> str:
     """The terminal table: method, labeled count, then one accuracy column per evaluation set."""
-    methods = metrics["methods"]
-    sets = list(accuracies(next(iter(methods.values()))))
-    n = metrics["protocol"]["n_labeled"]
+    methods = metrics.methods
+    sets = list(next(iter(methods.values())).accuracy)
     rows = [["method", "labeled", *sets, "train s"]]
-    rows += [[name, str(n), *(f"{m[s]:.4f}" for s in sets), f"{m['train_seconds']:.1f}"]
+    rows += [[name, str(metrics.protocol.n_labeled), *(f"{m.accuracy[s]:.4f}" for s in sets), f"{m.train_seconds:.1f}"]
              for name, m in methods.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

@@ -1,0 +1,35 @@
+"""The supervised twin: the same classifier trained on the labeled images only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import losses
+from .base import Augment, Wrap, autocast, same
+
+
+class Supervised:
+    """Cross-entropy on (a view of) the labeled batch; the unlabeled batch is ignored."""
+
+    generator = None
+
+    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, augment: Augment = same,
+                 wrap: Wrap = same, amp: bool = False) -> None:
+        self.classifier, self.opt, self.augment, self.amp = classifier, opt, augment, amp
+        self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
+
+    def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
+        x_lb = self.augment(x_lb)
+        with autocast(x_lb, self.amp):
+            loss = losses.supervised_loss(self.net(x_lb), y_lb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss_sup": loss.item()}
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.classifier}
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]

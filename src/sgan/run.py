@@ -1,0 +1,265 @@
+"""The run folder and the sweep folder: their layout and file names, making them, and
+metrics.json as a typed record. Everything that reads or writes these folders goes through here.
+
+A run folder (`sgan train`):
+    config.json                 the resolved config           split.json    the split's indices
+    metrics.jsonl               losses and validation checks, a line each, appended while training
+    checkpoint.safetensors      for --resume (what it holds: state.py)
+    <method>_<part>.safetensors trained weights: classifier, generator, ema
+    <method>_diagnostics.safetensors   confusion matrices and confident mistakes per evaluation set
+    samples/<method>/step_<step>.png   generated grids from a fixed noise batch; <method>_samples.png the last
+    skipped_files.csv, tensorboard/<method>/, losses.png, submission.csv
+    metrics.json                written last: it marks the run complete       report.html
+A sweep folder (`sgan sweep`): runs/<cell>/ (run folders), summary.json, table_<set>.md / .csv,
+verdict.md, accuracy_vs_budget.png, report.html.
+A suggestions folder (`sgan suggest-labels`): picks.csv, picks.png (a contact sheet), suggest.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text, csv_text
+from .config import Config, config_from_dict
+from .errors import SganError
+
+RESULT_FACTS = ("train_seconds", "iterations", "selected_step")  # a method's entries that are not accuracies
+
+
+@dataclass
+class MethodResult:
+    """One method's entry in metrics.json."""
+
+    accuracy: dict[str, float]  # evaluation set ("val", "holdout", "test", "<set>+adabn") -> accuracy
+    train_seconds: float
+    iterations: int
+    selected_step: int  # the step whose weights were kept
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.accuracy, "train_seconds": self.train_seconds, "iterations": self.iterations,
+                "selected_step": self.selected_step}
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "MethodResult":
+        return cls(accuracy={k: v for k, v in entry.items() if k not in RESULT_FACTS},
+                   train_seconds=entry["train_seconds"], iterations=entry["iterations"],
+                   selected_step=entry.get("selected_step", entry["iterations"]))  # older runs kept the last step
+
+
+@dataclass
+class RunProtocol:
+    """How a run was made, as its tables and reports describe it."""
+
+    data: str
+    preset: str | None
+    n_labeled: int
+    labels_csv: str | None
+    seed: int
+    iterations: int
+    batch_size: int
+    unlabeled: str  # "pool", an evaluation set's name, "test" or a file
+    transductive: bool  # the unlabeled images were an evaluation set's
+    selection: str  # which weights were kept, in words
+    adabn: bool
+    pseudo_label_weight: float
+    counts: dict[str, int]  # images per set
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)  # per set: images, per class, pixel mean/std
+    classes: list[str] = field(default_factory=list)  # class names, when known
+    submission_method: str | None = None  # the method that wrote submission.csv
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.submission_method is None:
+            del out["submission_method"]
+        return out
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "RunProtocol":
+        known = {f.name for f in dataclasses.fields(cls)}
+        # runs from before a key existed: the value it stood for then
+        return cls(**{"labels_csv": None, "adabn": False, "pseudo_label_weight": 0.0,
+                      **{k: v for k, v in entry.items() if k in known}})
+
+
+@dataclass
+class Metrics:
+    """metrics.json: the protocol and each method's result."""
+
+    protocol: RunProtocol
+    methods: dict[str, MethodResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"protocol": self.protocol.to_json(), "methods": {k: v.to_json() for k, v in self.methods.items()}}
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "Metrics":
+        return cls(RunProtocol.from_json(entry["protocol"]),
+                   {k: MethodResult.from_json(v) for k, v in entry["methods"].items()})
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SganError(f"{path}: cannot read: {e}") from None
+
+
+class Folder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+class RunFolder(Folder):
+
+    @classmethod
+    def create(cls, out: str | Path | None, *, overwrite: bool) -> "RunFolder":
+        """`out` (default runs/<timestamp>), made empty; an existing non-empty folder only with `overwrite`."""
+        path = Path(out) if out else default_run_path()
+        if path.exists() and not path.is_dir():
+            raise SganError(f"{path}: output path is a file")
+        if path.is_dir() and any(path.iterdir()):
+            if not overwrite:
+                raise SganError(f"{path}: run folder already exists and is not empty (use --overwrite)")
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def split(self) -> Path:
+        return self.path / "split.json"
+
+    @property
+    def log(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.safetensors"
+
+    @property
+    def skipped(self) -> Path:
+        return self.path / "skipped_files.csv"
+
+    @property
+    def losses_plot(self) -> Path:
+        return self.path / "losses.png"
+
+    @property
+    def submission(self) -> Path:
+        return self.path / "submission.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def weights(self, method: str, part: str = "classifier") -> Path:
+        return self.path / f"{method}_{part}.safetensors"
+
+    def diagnostics(self, method: str) -> Path:
+        return self.path / f"{method}_diagnostics.safetensors"
+
+    def sample_grid(self, method: str, step: int) -> Path:
+        return self.path / "samples" / method / f"step_{step:07d}.png"
+
+    def sample_grids(self, method: str) -> list[Path]:
+        """Every saved grid of `method`, in step order."""
+        return sorted(self.sample_grid(method, 0).parent.glob("step_*.png"))
+
+    def final_samples(self, method: str) -> Path:
+        return self.path / f"{method}_samples.png"
+
+    def tensorboard(self, method: str) -> Path:
+        return self.path / "tensorboard" / method
+
+    def is_complete(self) -> bool:
+        return self.metrics.is_file()
+
+    def read_config(self) -> Config:
+        if not self.config.is_file():
+            raise SganError(f"{self.path}: not a run folder (no config.json)")
+        return config_from_dict(read_json(self.config), str(self.config))
+
+    def write_config(self, cfg: Config) -> None:
+        atomic_write_text(self.config, json.dumps(cfg.to_dict(), indent=2))
+
+    def write_split(self, split: dict[str, list[int]]) -> None:
+        atomic_write_text(self.split, json.dumps(split))
+
+    def read_metrics(self) -> Metrics:
+        return Metrics.from_json(read_json(self.metrics))
+
+    def write_metrics(self, metrics: Metrics) -> None:
+        atomic_write_text(self.metrics, json.dumps(metrics.to_json(), indent=2))
+
+    def write_skipped(self, skipped: list[tuple[str, str]]) -> None:
+        """skipped_files.csv: (file, reason) of image files that could not be decoded."""
+        atomic_write_text(self.skipped, csv_text(["file", "reason"], sorted(set(skipped))))
+
+
+def default_run_path() -> Path:
+    return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+class SweepFolder(Folder):
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def verdict(self) -> Path:
+        return self.path / "verdict.md"
+
+    @property
+    def budget_plot(self) -> Path:
+        return self.path / "accuracy_vs_budget.png"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def cell(self, name: str) -> RunFolder:
+        return RunFolder(self.path / "runs" / name)
+
+    def table(self, eval_set: str, suffix: str = ".md") -> Path:
+        return self.path / f"table_{eval_set}{suffix}"
+
+    def tables(self) -> dict[str, Path]:
+        """Evaluation set -> its Markdown table, in name order."""
+        return {p.stem.removeprefix("table_"): p for p in sorted(self.path.glob("table_*.md"))}
+
+    def is_sweep(self) -> bool:
+        return self.summary.is_file()
+
+
+class SuggestFolder(Folder):
+
+    @property
+    def picks(self) -> Path:
+        """index,path,label: the images to label, the label column for a person to fill in."""
+        return self.path / "picks.csv"
+
+    @property
+    def contact_sheet(self) -> Path:
+        return self.path / "picks.png"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "suggest.json"

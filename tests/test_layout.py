@@ -1,0 +1,99 @@
+"""The house rules that keep the package easy to change, checked on its source: short functions,
+no import cycle between its parts, and each kind of knowledge in one module."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "sgan"
+PACKAGES = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}  # data, methods, models, report
+
+
+def modules() -> dict[str, ast.Module]:
+    return {str(p.relative_to(SRC)): ast.parse(p.read_text()) for p in sorted(SRC.rglob("*.py"))}
+
+
+def strings(tree: ast.Module) -> list[str]:
+    """Every string constant but docstrings (f-strings give their literal parts)."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs]
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = [(name, node.name, node.end_lineno - node.lineno + 1) for name, tree in modules().items()
+            for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > 80]
+    assert not long, long
+
+
+def part_of(module: str) -> str:
+    """A subpackage is one part; a top-level module is a part of its own."""
+    first = module.split(".")[0]
+    return first if first in PACKAGES else module
+
+
+def imports(name: str, tree: ast.Module) -> set[str]:
+    """The parts of sgan a module imports, anywhere in it (a lazy import inside a function counts)."""
+    here = name.removesuffix(".py").split("/")  # e.g. ["data", "prepare"]
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:  # relative: `from ..config import Config` in data/prepare.py -> config
+            base = here[:len(here) - node.level]
+        elif (node.module or "").startswith("sgan."):
+            base = []
+        else:
+            continue
+        module = (node.module or "").removeprefix("sgan.")
+        targets = [base + module.split(".")] if module else [base + [a.name] for a in node.names]
+        found |= {part_of(".".join(t)) for t in targets}
+    return found
+
+
+def test_no_import_cycle_between_parts_of_the_package():
+    graph: dict[str, set[str]] = {}
+    for name, tree in modules().items():
+        if name == "__init__.py" or name == "__main__.py":
+            continue
+        part = part_of(name.removesuffix(".py").replace("/", "."))
+        graph.setdefault(part, set()).update(imports(name, tree) - {part, ""})
+    assert {"config", "data", "methods", "models"} <= graph["trainer"] | graph["methods"]  # the walk sees imports
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start:
+                    return path + [nxt]
+                if nxt not in path:
+                    stack.append((nxt, path + [nxt]))
+        return None
+
+    cycles = [c for part in graph if (c := cycle_from(part))]
+    assert not cycles, cycles[0]
+
+
+def test_run_folder_file_names_live_in_run_py_only():
+    trees = modules()
+    pattern = re.compile(r"^[\w*+-]*\.(json|jsonl|safetensors|png|csv|md|html)$")
+    names = {s for s in strings(trees["run.py"]) if pattern.match(s) and not s.startswith(".")}
+    assert {"metrics.json", "config.json", "checkpoint.safetensors", "_samples.png", "picks.csv"} <= names
+    elsewhere = [(module, s) for module, tree in trees.items() if module != "run.py" for s in strings(tree)
+                 if s in names or any(n.startswith("_") and s.endswith(n) for n in names)]
+    assert not elsewhere, elsewhere
+
+
+def test_checkpoint_key_names_live_in_state_py_only():
+    trees = modules()
+    keys = re.compile(r"^(rng[._]|rank\d|opt\d|best\.)|^(log_bytes|rank_orders|param_groups|schedules|done|world)$")
+    assert sum(bool(keys.match(s)) for s in strings(trees["state.py"])) >= 8
+    elsewhere = [(module, s) for module, tree in trees.items() if module != "state.py" for s in strings(tree)
+                 if keys.match(s)]
+    assert not elsewhere, elsewhere

@@ -1,0 +1,64 @@
+"""The run folder module: metrics.json as a typed record, old runs still readable, folders made
+safely, and a report rebuilt from what a study keeps (config.json and metrics.json alone)."""
+
+import json
+
+import pytest
+
+from sgan import SganError
+from sgan.cli import main
+from sgan.run import Metrics, MethodResult, RunFolder
+
+ENTRY = {
+    "protocol": {"data": "d.csv", "preset": None, "n_labeled": 100, "labels_csv": None, "seed": 2, "iterations": 30,
+                 "batch_size": 8, "unlabeled": "holdout", "transductive": True, "selection": "final weights",
+                 "adabn": True, "pseudo_label_weight": 3.0, "counts": {"labeled": 100, "unlabeled": 50, "val": 20},
+                 "sets": {}, "classes": ["a", "b"]},
+    "methods": {"sgan": {"val": 0.75, "holdout": 0.5, "holdout+adabn": 0.55, "train_seconds": 1.5, "iterations": 30,
+                         "selected_step": 20}},
+}
+
+
+def test_metrics_round_trip_keeps_the_json_as_it_was():
+    metrics = Metrics.from_json(ENTRY)
+    assert metrics.methods["sgan"] == MethodResult({"val": 0.75, "holdout": 0.5, "holdout+adabn": 0.55}, 1.5, 30, 20)
+    assert metrics.protocol.transductive is True and metrics.protocol.pseudo_label_weight == 3.0
+    assert json.dumps(metrics.to_json()) == json.dumps(ENTRY)  # same keys, same order, no submission_method
+    metrics.protocol.submission_method = "sgan"
+    assert metrics.to_json()["protocol"]["submission_method"] == "sgan"
+
+
+def test_a_run_from_before_newer_keys_reads_with_what_they_meant_then():
+    old = json.loads(json.dumps(ENTRY))
+    for key in ("labels_csv", "adabn", "pseudo_label_weight", "sets", "classes"):
+        del old["protocol"][key]
+    del old["methods"]["sgan"]["selected_step"]
+    metrics = Metrics.from_json(old)
+    assert (metrics.protocol.adabn, metrics.protocol.pseudo_label_weight, metrics.protocol.sets) == (False, 0.0, {})
+    assert metrics.methods["sgan"].selected_step == 30  # the last step was kept then
+
+
+def test_create_refuses_a_file_and_a_non_empty_folder(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SganError, match="output path is a file"):
+        RunFolder.create(tmp_path / "file", overwrite=True)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "a").write_text("x")
+    with pytest.raises(SganError, match="use --overwrite"):
+        RunFolder.create(tmp_path / "full", overwrite=False)
+    run = RunFolder.create(tmp_path / "new" / "run", overwrite=False)
+    assert run.path.is_dir() and not run.is_complete()
+    assert run.weights("sgan+aug", "generator").name == "sgan+aug_generator.safetensors"
+
+
+def test_report_from_a_kept_study_cell(tmp_path, capsys):
+    """A study keeps each cell's config.json and metrics.json only; the report is rebuilt from them."""
+    from sgan.config import Config
+
+    run = RunFolder(tmp_path / "cell")
+    run.path.mkdir()
+    run.write_config(Config(methods=["sgan"], num_classes=2))
+    run.metrics.write_text(json.dumps(ENTRY))
+    assert main(["report", str(run.path)]) == 0
+    html = run.report.read_text()
+    assert "Not kept in this folder" in html and "holdout+adabn acc %" in html and "75.00" in html

@@ -15,6 +15,7 @@ The run's one checkpoint file (checkpoint.py writes it: safetensors, JSON metada
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -134,6 +135,15 @@ class TrainingState:
     best: BestWeights = field(default_factory=BestWeights)
     step: int = 0  # the last step taken
     train_seconds: float = 0.0
+
+    def after_step(self, step: int, *, started: float) -> None:
+        """The moving average and the learning rates follow the step just taken (begun at
+        `started`, a time.perf_counter() reading)."""
+        if self.scored is not self.method.classifier:
+            self.scored.update_parameters(self.method.classifier)
+        for schedule in self.schedules:
+            schedule.step()
+        self.step, self.train_seconds = step, self.train_seconds + time.perf_counter() - started
 
     def parts(self) -> dict[str, nn.Module]:
         return {**self.method.modules(), **({"ema": self.scored} if self.scored is not self.method.classifier else {})}

@@ -209,11 +209,7 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
         if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
                             f"final (the last good checkpoint is {ckpt.path})")
-        if training.scored is not method.classifier:
-            training.scored.update_parameters(method.classifier)
-        for schedule in training.schedules:
-            schedule.step()
-        training.step, training.train_seconds = step, training.train_seconds + time.perf_counter() - start
+        training.after_step(step, started=start)
         if step % cfg.log_every == 0:
             monitor.losses(step, losses)
             shown.update({k.removeprefix("loss_"): f"{losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses})

@@ -15,10 +15,10 @@ from conftest import digits28, write_kaggle_csv
 FAST = ["--iterations", "12", "--batch-size", "8", "--eval-every", "6", "--log-every", "3", "--no-progress"]
 
 
-def sgan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def sgan(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run([sys.executable, "-m", "sgan", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          cwd=cwd, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,10 @@ def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], s
     for i in range(4):
         photo(i).save(tmp_path / "one" / "cat" / f"{i}.jpg")
     pets = make_pets(tmp_path / "pets", per_class=6)
+    ten = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(10)])  # 10 images of each class
+    np.savez(tmp_path / "hundred.npz", x=images[ten, 0], y=labels[ten])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("years of work")
     return {
         **cases,
         "csv without label column": (["--data", _write(tmp_path, "id.csv", f"id,{PIX}\n0,{ROW}\n")], "has no labels"),
@@ -141,6 +145,13 @@ def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], s
         "zero iterations": (["--iterations", "0"], "iterations must be positive"),
         "output path is a file": (["--out", _write(tmp_path, "file.txt", "x")], "output path is a file"),
         "unknown preset": (["--preset", "mnist-1m"], "unknown preset"),
+        # these two spun forever at 100% CPU, deaf to Ctrl-C: the run had an empty set to draw batches from
+        "split leaves no unlabeled image": (["--data", str(tmp_path / "hundred.npz"), "--val-per-class", "2",
+                                             "--n-labeled", "80"], "the split leaves no unlabeled image"),
+        "negative validation per class": (["--val-per-class", "-1"], "val_per_class must be positive"),
+        "zero validation per class": (["--val-per-class", "0"], "val_per_class must be positive"),
+        "overwrite a folder sgan did not write": (["--out", str(tmp_path / "mine"), "--overwrite"],
+                                                  "not a run folder, not overwritten (it holds thesis.txt"),
     }
 
 
@@ -152,7 +163,7 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
 
     def run(i: int, args: list[str]) -> subprocess.CompletedProcess:
         out = [] if "--out" in args else ["--out", str(tmp_path / f"out{i}")]
-        return sgan("train", *FAST, *out, *args, cwd=tmp_path)  # the case's flags come last and win
+        return sgan("train", *FAST, *out, *args, cwd=tmp_path, timeout=120)  # the case's flags come last and win
 
     with ThreadPoolExecutor(4) as pool:  # one process per case; mostly interpreter start-up
         results = list(pool.map(run, range(len(cases)), [args for args, _ in cases.values()]))
@@ -163,6 +174,7 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
         assert message in r.stderr, (case, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
         assert not (tmp_path / f"out{i}" / "metrics.json").exists(), case
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "years of work"
 
 
 def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):

@@ -51,6 +51,29 @@ def test_create_refuses_a_file_and_a_non_empty_folder(tmp_path):
     assert run.weights("sgan+aug", "generator").name == "sgan+aug_generator.safetensors"
 
 
+def test_overwrite_removes_what_sgan_wrote_and_nothing_else(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    (run.path / "samples" / "sgan").mkdir(parents=True)
+    for path in (run.config, run.log, run.checkpoint, run.weights("sgan", "generator"), run.final_samples("sgan"),
+                 run.sample_grid("sgan", 10), run.path / "metrics.json.tmp"):
+        path.write_text("x")
+    assert RunFolder.create(run.path, overwrite=True).path == run.path
+    assert list(run.path.iterdir()) == []
+    # one file of the user's among sgan's: the whole folder stays as it was
+    run.config.write_text("x")
+    (run.path / "notes.txt").write_text("mine")
+    with pytest.raises(SganError, match="it holds notes.txt, which sgan did not write"):
+        RunFolder.create(run.path, overwrite=True)
+    assert sorted(p.name for p in run.path.iterdir()) == ["config.json", "notes.txt"]
+    # sgan's file names but no config.json: not a run folder
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.html").write_text("someone else's")
+    with pytest.raises(SganError, match="it has no config.json"):
+        RunFolder.create(other, overwrite=True)
+    assert (other / "report.html").read_text() == "someone else's"
+
+
 def test_report_from_a_kept_study_cell(tmp_path, capsys):
     """A study keeps each cell's config.json and metrics.json only; the report is rebuilt from them."""
     from sgan.config import Config

@@ -45,6 +45,11 @@ def test_streamed_batches_are_the_drawn_indices_and_to_come_includes_those_waiti
     stream.close()
 
 
+def test_an_empty_index_stream_is_refused_rather_than_spinning():
+    with pytest.raises(ValueError, match="at least one item"):
+        IndexStream(0, 8, torch.Generator())
+
+
 def test_stream_needs_a_folder(digits_csv):
     from sgan.config import Config
     from sgan.data import prepare

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__
 from .config import FIELDS, Config, read_config_file, resolve
 from .distributed import ranks_from_env
 from .errors import SganError
@@ -59,6 +60,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] =
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sgan", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the SGAN and its supervised twin, print the table")
     train.add_argument("--config", help="a .toml or .json file of config keys")

@@ -131,6 +131,8 @@ class Config:
             raise SganError(f"config: model 'resnet18' takes image_size in {PHOTO_SIZES}, got {self.image_size}")
         if self.channels not in (None, 1, 3):
             raise SganError(f"config: channels must be 1 or 3, got {self.channels}")
+        if self.val_per_class is not None and self.val_per_class < 1:
+            raise SganError(f"config: val_per_class must be positive, got {self.val_per_class}")
         if self.test_per_class < 0 or self.loader_workers < 0:
             raise SganError("config: test_per_class and loader_workers must be >= 0")
         return self

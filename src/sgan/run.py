@@ -28,6 +28,7 @@ from typing import Any
 from .checkpoint import atomic_write_text, csv_text
 from .config import Config, config_from_dict
 from .errors import SganError
+from .registry import REGISTRY
 
 RESULT_FACTS = ("train_seconds", "iterations", "selected_step")  # a method's entries that are not accuracies
 
@@ -122,16 +123,41 @@ class RunFolder(Folder):
 
     @classmethod
     def create(cls, out: str | Path | None, *, overwrite: bool) -> "RunFolder":
-        """`out` (default runs/<timestamp>), made empty; an existing non-empty folder only with `overwrite`."""
-        path = Path(out) if out else default_run_path()
-        if path.exists() and not path.is_dir():
-            raise SganError(f"{path}: output path is a file")
-        if path.is_dir() and any(path.iterdir()):
-            if not overwrite:
-                raise SganError(f"{path}: run folder already exists and is not empty (use --overwrite)")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        """`out` (default runs/<timestamp>), made empty. An existing non-empty folder only with
+        `overwrite`, and only if it is a run folder holding nothing but what sgan writes there:
+        those files are removed, nothing else ever is."""
+        run = cls(Path(out) if out else default_run_path())
+        if run.path.exists() and not run.path.is_dir():
+            raise SganError(f"{run.path}: output path is a file")
+        entries = sorted(run.path.iterdir()) if run.path.is_dir() else []
+        if entries and not overwrite:
+            raise SganError(f"{run.path}: run folder already exists and is not empty (use --overwrite)")
+        if entries:
+            foreign = [e for e in entries if not run.wrote(e)]
+            if foreign or not run.config.is_file():
+                what = f"it holds {foreign[0].name}, which sgan did not write" if foreign else "it has no config.json"
+                raise SganError(f"{run.path}: not a run folder, not overwritten ({what})")
+            for entry in entries:
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    def wrote(self, entry: Path) -> bool:
+        """Whether `entry`, in this folder, is one of the files or folders a run writes."""
+        name = entry.name.removesuffix(".tmp")
+        if entry.is_symlink():
+            return False
+        if entry.is_dir():
+            return name in ("samples", "tensorboard")
+        files = [self.config, self.split, self.log, self.metrics, self.checkpoint, self.skipped, self.losses_plot,
+                 self.submission, self.report]
+        for method in REGISTRY:
+            files += [self.weights(method, part) for part in ("classifier", "generator", "ema")]
+            files += [self.diagnostics(method), self.final_samples(method)]
+        return name in {f.name for f in files}
 
     @property
     def config(self) -> Path:

@@ -117,6 +117,23 @@ def split_of(cfg: Config, y: np.ndarray | None, n: int, num_classes: int, *, own
     return Split(np.sort(picks.index), base.validation, np.setdiff1d(base.unlabeled, picks.index), base.test)
 
 
+def check_sets(pool: ImageSet, split: Split, sets: dict[str, ImageSet], unlabeled: ImageSet | None) -> None:
+    """Every set has the pool's channels, and neither the validation nor the unlabeled set is
+    empty (an empty set has no batch to draw: a run would spin)."""
+    channels = pool.images.shape[1]
+    for s in [*([unlabeled] if unlabeled is not None else []), *sets.values()]:
+        if s.images.shape[1] != channels:
+            raise SganError(f"{s.source}: {s.images.shape[1]}-channel images, but the labeled pool has {channels}")
+    counts = (f"{len(split.labeled)} labeled, {len(split.validation)} validation and {len(split.test)} test "
+              f"of its {len(pool)} images")
+    if unlabeled is not None and len(unlabeled) == 0:
+        raise SganError(f"{pool.source}: the split leaves no unlabeled image ({counts}); lower --n-labeled or "
+                        "the validation or test share, or give --unlabeled")
+    if len(sets["val"]) == 0:
+        raise SganError(f"{pool.source}: the split leaves no validation image ({counts}); raise --val-fraction, "
+                        "or give --val-per-class or --val-data")
+
+
 def candidate_pool(cfg: Config) -> tuple[ImageSet, np.ndarray]:
     """The pool (images at the run's size) and the images a person may be asked to label: all
     but the validation and test images that `sgan train` with this config would take."""
@@ -169,11 +186,8 @@ def prepare(cfg: Config) -> Prepared:
         x_ulb = prepare_images(unlabeled.images, size)
     held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
     sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
+    check_sets(pool, split, sets, None if streamed else unlabeled)
     channels = pool.images.shape[1]
-    for name, s in [*([] if streamed else [("unlabeled", unlabeled)]), *sets.items()]:
-        if s.images.shape[1] != channels:
-            raise SganError(f"{s.source}: {s.images.shape[1]}-channel images, but the labeled "
-                            f"pool has {channels}")
     evals = {name: labeled_tensors(s, num_classes, size) for name, s in extra.items()}
     val = labeled_tensors(val_set, num_classes, size) if val_set else pool_part(pool_x, y, split.validation)
     if cfg.test_per_class:

@@ -28,6 +28,8 @@ class IndexStream:
     """Endless random batches of indices: a fresh permutation each pass over the data."""
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator) -> None:
+        if n < 1:  # there would be no batch to draw, ever
+            raise ValueError("an index stream needs at least one item")
         self.n, self.batch_size, self.generator = n, batch_size, generator
         self.buffer = torch.empty(0, dtype=torch.long)
 

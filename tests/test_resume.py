@@ -171,3 +171,36 @@ def test_checkpoint_carries_config_and_every_rng(reference):
     assert state["config"] == json.loads((reference / "config.json").read_text())
     assert state["done"].keys() == {"supervised", "sgan"}
     assert state["rng_host"].keys() == {"python", "numpy"}
+
+
+def test_resume_refuses_a_checkpoint_of_another_config_or_other_data(reference, digits_csv, tmp_path):
+    """A checkpoint copied from another run, or data files that changed since: one line, nothing trained."""
+    from sgan.checkpoint import load_state, save_state
+
+    tensors, state = load_state(reference / "checkpoint.safetensors")
+    run = tmp_path / "run"
+    run.mkdir()
+    config = json.loads((reference / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "out": str(run)}))
+
+    save_state(run / "checkpoint.safetensors", tensors, {**state, "config": {**state["config"], "out": str(run), "seed": 1}})
+    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "written by a run of another config (seed: 1, this run's: 0)" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+    changed = tmp_path / "changed.csv"  # the same file name in the config, other pixels in it
+    changed.write_text(digits_csv.read_text().replace("\n0,", "\n0,1", 1))
+    moved = {**config, "out": str(run), "data": str(changed)}
+    (run / "config.json").write_text(json.dumps(moved))
+    save_state(run / "checkpoint.safetensors", tensors, {**state, "config": moved})
+    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "written on other data" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.json"]  # nothing written
+
+
+def test_a_stopped_run_is_pointed_to_resume(reference, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_bytes((reference / "config.json").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--out", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and f"continue it with: sgan train --resume {run}" in r.stderr

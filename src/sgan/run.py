@@ -130,6 +130,9 @@ class RunFolder(Folder):
         if run.path.exists() and not run.path.is_dir():
             raise SganError(f"{run.path}: output path is a file")
         entries = sorted(run.path.iterdir()) if run.path.is_dir() else []
+        if entries and not overwrite and run.config.is_file() and not run.is_complete():
+            raise SganError(f"{run.path}: holds a stopped run; continue it with: sgan train --resume {run.path} "
+                            "(or start it over with --overwrite)")
         if entries and not overwrite:
             raise SganError(f"{run.path}: run folder already exists and is not empty (use --overwrite)")
         if entries:

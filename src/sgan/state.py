@@ -3,7 +3,8 @@ for one process and for torchrun ranks. The loop asks it to save and restore and
 
 The run's one checkpoint file (checkpoint.py writes it: safetensors, JSON metadata, no pickle):
 - always, in its JSON: `done` (finished methods' metrics.json entries), `log_bytes` (how much of
-  metrics.jsonl they account for), `config`, `rng_host` (Python's and numpy's generators), and
+  metrics.jsonl they account for), `config`, `data` (a fingerprint of the data it was trained on),
+  `rng_host` (Python's and numpy's generators), and
   `method`: the method in progress, or null between methods;
 - for the method in progress, tensors: `<part>.<key>` for each network (classifier, generator,
   ema), `opt<i>.<param>.<key>` Adam's moments, `best.<key>` the best weights so far, and each
@@ -205,11 +206,19 @@ class Saved:
         return (self.tensors, self.state) if self.state.get("method") == method else None
 
 
-def read_checkpoint(path: Path, ranks: Ranks) -> Saved | None:
-    """The run's checkpoint, if it has one; one written by another number of processes is refused."""
+def read_checkpoint(path: Path, ranks: Ranks, cfg: Config, data: str) -> Saved | None:
+    """The run's checkpoint, if it has one. One written by a run of another config, on other data
+    (`data`: the data's fingerprint) or by another number of processes is refused."""
     if not path.is_file():
         return None
     tensors, state = load_state(path)
+    mine = cfg.to_dict()
+    if differ := sorted(k for k in {*mine, *state["config"]} if mine.get(k) != state["config"].get(k)):
+        raise SganError(f"{path} was written by a run of another config ({differ[0]}: "
+                        f"{state['config'].get(differ[0])!r}, this run's: {mine.get(differ[0])!r}); not resumed")
+    if state.get("data", data) != data:  # older checkpoints carry no fingerprint
+        raise SganError(f"{path} was written on other data than this run's config reads now "
+                        "(the files changed); not resumed")
     world = state.get("world", 1) if state.get("method") else ranks.world  # older: one process
     if world != ranks.world:  # the shards, and so the saved batch orders, depend on it
         raise SganError(f"{path} was written by {world} process(es); resume it with as many "
@@ -221,9 +230,11 @@ class Checkpoint:
     """The run's one checkpoint file, rewritten whole each time: rank 0 writes it, every rank
     takes part in capturing the state of the method in progress."""
 
-    def __init__(self, path: Path, cfg: Config, log: TextIO, ranks: Ranks, done: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, path: Path, cfg: Config, log: TextIO, ranks: Ranks, done: dict[str, dict[str, Any]],
+                 data: str) -> None:
         self.path, self.cfg, self.log, self.ranks = path, cfg, log, ranks
         self.done = done  # finished methods' results, by name
+        self.data = data  # the data's fingerprint
 
     def save(self, training: TrainingState | None = None) -> None:
         """Inside a method (`training`), or between methods."""
@@ -233,4 +244,5 @@ class Checkpoint:
         tensors, state = captured
         self.log.flush()
         save_state(self.path, tensors, {**state, "done": self.done, "log_bytes": self.log.tell(),
-                                        "config": self.cfg.to_dict(), "rng_host": host_rng_state()})
+                                        "config": self.cfg.to_dict(), "data": self.data,
+                                        "rng_host": host_rng_state()})

@@ -37,7 +37,7 @@ from .methods import Method, augmentation, build_method
 from .registry import REGISTRY
 from .report import plot_losses, save_sample_grid, write_html_report
 from .run import MethodResult, Metrics, RunFolder, RunProtocol
-from .state import Checkpoint, RandomStreams, TrainingState, read_checkpoint
+from .state import Checkpoint, RandomStreams, Saved, TrainingState, read_checkpoint
 
 SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
 
@@ -207,8 +207,9 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
         # acted on at the next step
         losses, stopping = agree(losses, stop.signum is not None, ranks, training.device)
         if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
+            last = f"the last good checkpoint is {ckpt.path}" if ckpt.path.is_file() else "no checkpoint written yet"
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
-                            f"final (the last good checkpoint is {ckpt.path})")
+                            f"final ({last})")
         training.after_step(step, started=start)
         if step % cfg.log_every == 0:
             monitor.losses(step, losses)
@@ -298,13 +299,16 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
     run = RunFolder(resume if resume is not None else cfg.out)
     if data.skipped and ranks.main:
         warn_skipped(run, data.skipped)
-    saved = read_checkpoint(run.checkpoint, ranks) if resume is not None else None
+    fingerprint = data.fingerprint()
+    saved = read_checkpoint(run.checkpoint, ranks, cfg, fingerprint) if resume is not None else None
+    if resume is not None and ranks.main:
+        say_resumed(run, saved)
     standardized = data.standardized() if any(REGISTRY[m].conventional for m in cfg.methods) else None
     # only rank 0 writes the log; the others keep theirs in memory
     with (open(run.log, "a+") if ranks.main else io.StringIO()) as log, stop_on_signals() as stop:
         log.truncate(saved.log_bytes if saved else 0)  # lines after the checkpoint are redone
         log.seek(0, os.SEEK_END)
-        ckpt = Checkpoint(run.checkpoint, cfg, log, ranks, done=saved.done if saved else {})
+        ckpt = Checkpoint(run.checkpoint, cfg, log, ranks, done=saved.done if saved else {}, data=fingerprint)
         for name in cfg.methods:
             if name in ckpt.done:
                 continue
@@ -318,6 +322,13 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
         return metrics
     metrics.methods = {name: MethodResult.from_json(ckpt.done[name]) for name in cfg.methods}
     return finish_run(cfg, run, metrics)
+
+
+def say_resumed(run: RunFolder, saved: Saved | None) -> None:
+    where = "from the start: no checkpoint was written" if saved is None else (
+        f"{saved.state['method']} from step {saved.state['step']}" if saved.state.get("method") else "at its next method")
+    done = f" ({', '.join(saved.done)} finished)" if saved and saved.done else ""
+    print(f"sgan: resuming {run}: {where}{done}", file=sys.stderr)
 
 
 def finish_run(cfg: Config, run: RunFolder, metrics: Metrics) -> Metrics:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ class Prepared:
             unlabeled.update(images=len(self.x_ulb), stats_from=f"a sample of {min(STATS_SAMPLE, len(self.x_ulb))}")
         return {"labeled": row(self.labeled.x, self.labeled.y), "unlabeled": unlabeled,
                 **{k: row(v.x, v.y) for k, v in self.evals.items()}}
+
+    def fingerprint(self) -> str:
+        """A digest of every set's images and labels (a streamed folder: its file list), so that a
+        checkpoint can tell whether it was written on this data."""
+        digest = hashlib.sha256()
+        ulb = self.x_ulb if isinstance(self.x_ulb, torch.Tensor) else None
+        for t in (self.labeled.x, self.labeled.y, ulb, *(t for v in self.evals.values() for t in (v.x, v.y))):
+            if t is not None:
+                digest.update(t.contiguous().numpy().tobytes())
+        if isinstance(self.x_ulb, StreamedFolder):
+            digest.update("\n".join(self.x_ulb.paths).encode())
+        return digest.hexdigest()[:16]
 
     def standardized(self) -> "Prepared":
         """Every set (labeled, unlabeled, each evaluation set) shifted and scaled from its own

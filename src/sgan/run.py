@@ -130,10 +130,10 @@ class RunFolder(Folder):
         if run.path.exists() and not run.path.is_dir():
             raise SganError(f"{run.path}: output path is a file")
         entries = sorted(run.path.iterdir()) if run.path.is_dir() else []
-        if entries and not overwrite and run.config.is_file() and not run.is_complete():
-            raise SganError(f"{run.path}: holds a stopped run; continue it with: sgan train --resume {run.path} "
-                            "(or start it over with --overwrite)")
         if entries and not overwrite:
+            if run.config.is_file() and not run.is_complete():
+                raise SganError(f"{run.path}: holds a stopped run; continue it with: sgan train --resume {run.path} "
+                                "(or start it over with --overwrite)")
             raise SganError(f"{run.path}: run folder already exists and is not empty (use --overwrite)")
         if entries:
             foreign = [e for e in entries if not run.wrote(e)]
@@ -237,9 +237,12 @@ class RunFolder(Folder):
     def write_metrics(self, metrics: Metrics) -> None:
         atomic_write_text(self.metrics, json.dumps(metrics.to_json(), indent=2))
 
-    def write_skipped(self, skipped: list[tuple[str, str]]) -> None:
-        """skipped_files.csv: (file, reason) of image files that could not be decoded."""
-        atomic_write_text(self.skipped, csv_text(["file", "reason"], sorted(set(skipped))))
+    def write_skipped(self, skipped: list[tuple[str, str]]) -> int:
+        """skipped_files.csv: (file, reason) of image files that could not be decoded, each once;
+        returns how many rows it holds."""
+        rows = sorted(set(skipped))
+        atomic_write_text(self.skipped, csv_text(["file", "reason"], rows))
+        return len(rows)
 
 
 def default_run_path() -> Path:

@@ -106,8 +106,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
 
 def warn_skipped(run: RunFolder, skipped: list[tuple[str, str]]) -> None:
-    run.write_skipped(skipped)
-    print(f"sgan: warning: skipped {len(set(skipped))} image files that could not be decoded "
+    count = run.write_skipped(skipped)
+    print(f"sgan: warning: skipped {count} image files that could not be decoded "
           f"(listed in {run.skipped})", file=sys.stderr)
 
 
@@ -260,8 +260,9 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
     Under torchrun (RANK / WORLD_SIZE set) every process calls this; see distributed.py.
     """
     if resume is not None:
-        cfg = RunFolder(resume).read_config()
-        if RunFolder(resume).is_complete():
+        stopped = RunFolder(resume)
+        cfg = stopped.read_config()
+        if stopped.is_complete():
             raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
     else:
         cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})

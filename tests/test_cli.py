@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import digits28, write_kaggle_csv
+from sgan.cli import COMMANDS
 
 FAST = ["--iterations", "12", "--batch-size", "8", "--eval-every", "6", "--log-every", "3", "--no-progress"]
 
@@ -78,9 +79,10 @@ def test_predict_writes_a_kaggle_submission(run_dir, test_csv, tmp_path):
 def test_eval_reports_each_method(run_dir, digits_csv):
     r = sgan("eval", str(run_dir), "--data", str(digits_csv))
     assert r.returncode == 0, r.stderr
-    lines = dict(line.split("\t")[:2] for line in r.stdout.strip().splitlines())
-    assert set(lines) == {"supervised", "sgan"}
-    assert all(0 <= float(v) <= 1 for v in lines.values())
+    header, *rows = [line.split() for line in r.stdout.strip().splitlines()]
+    assert header == ["method", "data", "images", "accuracy"]
+    assert [row[0] for row in rows] == ["supervised", "sgan"]
+    assert all(row[1] == str(digits_csv) and row[2] == "1797" and 0 <= float(row[3]) <= 1 for row in rows)
 
 
 def test_existing_run_folder_is_not_overwritten(run_dir, digits_csv):
@@ -152,6 +154,52 @@ def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], s
         "zero validation per class": (["--val-per-class", "0"], "val_per_class must be positive"),
         "overwrite a folder sgan did not write": (["--out", str(tmp_path / "mine"), "--overwrite"],
                                                   "not a run folder, not overwritten (it holds thesis.txt"),
+        # these ended in a traceback
+        "config file holding a list": (["--config", _write(tmp_path, "l.json", "[1, 2]")],
+                                       "holds a table of config keys, got list"),
+        "config file holding a string": (["--config", _write(tmp_path, "s.json", '"x"')],
+                                         "holds a table of config keys, got str"),
+        "[sweep] that is not a table": (["--config", _write(tmp_path, "sw.toml", "sweep = 3\n")],
+                                        "[sweep] must be a table"),
+        "sweep per_source not a table": (["sweep", "--config", _write(tmp_path, "ps.toml", "[sweep]\nper_source = 3\n")],
+                                         "config key 'per_source' must be dict"),
+        "sweep with a negative seed": (["sweep", "--seeds", "-1"], "seeds must be >= 0, got -1"),
+        "sweep with text budgets": (["sweep", "--config", _write(tmp_path, "b.toml", '[sweep]\nbudgets = "x"\n')],
+                                    "config key 'budgets' must be list[int]"),
+        "beta1 above 1": (["--beta1", "5"], "beta1 must be in [0, 1), got 5.0"),
+        "learning rate nan": (["--lr", "nan"], "lr must be positive and finite, got nan"),
+        "learning rate inf": (["--lr", "inf"], "lr must be positive and finite, got inf"),
+        "negative threads": (["--threads", "-3"], "threads must be in [1, 1024], got -3"),
+        "unknown device": (["--device", "foo"], "unknown device 'foo'"),
+        "negative seed": (["--seed", "-1"], "seed must be >= 0, got -1"),
+        "generator noise too large to allocate": (["--z-dim", "100000000"], "z_dim must be in [1, 4096]"),
+        "output under a file": (["--out", str(tmp_path / "file2.txt" / "run")], "cannot create the run folder here"),
+        "output is a device": (["--out", "/dev/null"], "output path is a file"),
+        # accepted silently before
+        "fewer labels than classes": (["--n-labeled", "5"], "label budget 5 leaves classes 5..9 without a labeled image"),
+        "two channels": (["--channels", "2"], "unknown channels 2; choose from 1, 3"),
+        "one class": (["--num-classes", "1"], "num_classes must be >= 2"),
+        "negative unlabeled weight": (["--unlabeled-weight", "-1"], "unlabeled_weight must be >= 0"),
+        "negative pseudo-label weight": (["--pseudo-label-weight", "-0.5"], "pseudo_label_weight must be >= 0"),
+        "noise nan": (["--input-noise", "nan"], "input_noise must be >= 0 and finite, got nan"),
+        "a thousand loader processes": (["--loader-workers", "1000"], "loader_workers must be in [0, 64]"),
+        # usage errors: one line, not argparse's usage block
+        "eval set without a file": (["--eval", "holdout"], "expected NAME=FILE, got 'holdout' (see sgan train --help)"),
+        "not a number": (["--iterations", "many"], "invalid int value: 'many'"),
+        "suggest with an unknown strategy": (["suggest-labels", "--budget", "5", "--strategy", "best"],
+                                             "invalid choice: 'best'"),
+        # the other commands
+        "suggest with no budget": (["suggest-labels", "--budget", "0", "--out", str(tmp_path / "sg")],
+                                   "budget must be between 1 and"),
+        "predict into a device": (["predict", str(tmp_path / "mine"), "--data", "sklearn-digits", "--out", "/dev/full"],
+                                  "/dev/full: output path is not a regular file; not replaced"),
+        "predict from a folder that is no run": (["predict", str(tmp_path / "mine"), "--data", "sklearn-digits", "--out",
+                                                  str(tmp_path / "p.csv")], "not a run folder (no config.json)"),
+        "eval of a folder that is no run": (["eval", str(tmp_path / "mine"), "--data", "sklearn-digits"],
+                                            "not a run folder (no config.json)"),
+        "export of a folder that is no run": (["export", str(tmp_path / "mine")], "not a run folder (no config.json)"),
+        "resume of a folder that is no run": (["--resume", str(tmp_path / "mine")], "not a run folder (no config.json)"),
+        "report of a folder that is no run": (["report", str(tmp_path / "mine")], "not a run or sweep folder"),
     }
 
 
@@ -159,9 +207,14 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
     from concurrent.futures import ThreadPoolExecutor
 
     cases = _cli_cases(tmp_path, digits_csv)
-    assert len(cases) >= 30
+    (tmp_path / "file2.txt").write_text("x")
+    assert len(cases) >= 60
 
     def run(i: int, args: list[str]) -> subprocess.CompletedProcess:
+        if args[0] in COMMANDS:  # another command, as written
+            return sgan(*args, cwd=tmp_path, timeout=120)
+        if "--resume" in args:
+            return sgan("train", *args, cwd=tmp_path, timeout=120)
         out = [] if "--out" in args else ["--out", str(tmp_path / f"out{i}")]
         return sgan("train", *FAST, *out, *args, cwd=tmp_path, timeout=120)  # the case's flags come last and win
 
@@ -173,8 +226,11 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
         assert "Traceback" not in r.stderr, case
         assert message in r.stderr, (case, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, (case, r.stderr)
-        assert not (tmp_path / f"out{i}" / "metrics.json").exists(), case
+        assert not (tmp_path / f"out{i}").exists(), case  # checked before anything is written
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "years of work"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.txt"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert Path("/dev/full").is_char_device() and Path("/dev/null").is_char_device()
 
 
 def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):
@@ -191,3 +247,36 @@ def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):
     config.write_text('iterations = 2\n[sweep]\nbudget = [20]\n')
     r = sgan("sweep", "--config", str(config), "--out", str(tmp_path / "sw2"))
     assert r.returncode == 2 and "unknown [sweep] key 'budget'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_and_usage_errors_come_without_torch():
+    """`sgan --help` answers at once: nothing heavy is imported until a command runs."""
+    code = ("import sys, sgan.cli; sgan.cli.build_parser().format_help(); "
+            "print(sorted(m for m in ('torch', 'numpy', 'matplotlib', 'sklearn') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    r = sgan("--version")
+    assert r.returncode == 0 and r.stdout.startswith("sgan ")
+
+
+def test_each_command_lists_only_the_flags_it_uses():
+    suggest = sgan("suggest-labels", "--help").stdout
+    assert "--budget" in suggest and "--data" in suggest and "--image-size" in suggest
+    assert "--iterations" not in suggest and "--lr" not in suggest and "--methods" not in suggest
+    train = sgan("train", "--help").stdout
+    assert "--iterations" in train and "--budget" not in train
+    assert "Semi-Supervised GAN" in sgan("--help").stdout
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        r = sgan("train", *FAST, "--out", str(disk / "run"))
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert "No space left on device" in r.stderr and f"continue it with: sgan train --resume {disk / 'run'}" in r.stderr
+        assert not list(disk.rglob("*.tmp")) and not (disk / "run" / "metrics.json").exists()
+    finally:
+        subprocess.run(["umount", str(disk)])

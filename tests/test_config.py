@@ -30,7 +30,7 @@ def test_preset_fills_protocol_and_yields_to_overrides():
     ({"model": "vgg"}, "unknown model 'vgg'"),
     ({"image_size": 64}, "'digits' works on 28 px"),
     ({"model": "resnet18", "image_size": 50}, "image_size in"),
-    ({"channels": 2}, "channels must be 1 or 3"),
+    ({"channels": 2}, "unknown channels 2; choose from 1, 3"),
     ({"select": "best"}, "unknown select"),
 ])
 def test_bad_config_values(values, message):

@@ -11,7 +11,7 @@ from sgan import train
 from sgan.config import resolve
 from sgan.data import prepare
 from sgan.data.transforms import set_stats
-from sgan.evaluate import TrainedClassifier, adapt_batchnorm
+from sgan.evaluate import adapt_batchnorm
 from sgan.models import DigitClassifier
 
 TINY = dict(iterations=4, batch_size=8, eval_every=2, log_every=2, progress=False, n_labeled=20)
@@ -57,9 +57,9 @@ def test_all_four_methods_and_adabn_are_reported(digits_csv, tmp_path):
         assert {"val", "val+adabn"} <= set(r.accuracy)
     assert json.loads((out / "metrics.json").read_text())["protocol"]["adabn"] is True
     # a "+aug" run standardizes what it predicts, as in training
-    from sgan import load_images
+    from sgan import load, load_images
 
-    clf = TrainedClassifier(out, "conventional")
+    clf = load(out, method="conventional")
     assert clf.standardize is not None
     images = load_images(str(digits_csv))
     assert set_stats(clf.inputs(images))[1] == pytest.approx(clf.standardize[1], abs=1e-4)

@@ -74,8 +74,14 @@ BAD_INPUTS = {
     "header only": (lambda t: _bad(t, "h.csv", f"label,{PIX4}\n"), "no rows"),
     "no label column": (lambda t: _bad(t, "n.csv", f"digit,{PIX4}\n1,0,0,0,0\n"), "expected 'label'"),
     "wrong pixel count": (lambda t: _bad(t, "w.csv", "label,a,b,c,d,e\n1,0,0,0,0,0\n"), "not a square image"),
-    "ragged rows": (lambda t: _bad(t, "r.csv", f"label,{PIX4}\n1,0,0,0,0\n1,0,0\n"), "malformed CSV row"),
-    "non-numeric pixel": (lambda t: _bad(t, "s.csv", f"label,{PIX4}\n1,0,x,0,0\n"), "malformed CSV row"),
+    # numbered as an editor numbers lines: the header is line 1, blank lines count
+    "ragged rows": (lambda t: _bad(t, "r.csv", f"label,{PIX4}\n1,0,0,0,0\n\n1,0,0\n"),
+                    "malformed CSV row: line 4 has 3 values, the header 5"),
+    "non-numeric pixel": (lambda t: _bad(t, "s.csv", f"label,{PIX4}\n1,0,x,0,0\n"),
+                          "malformed CSV row: line 2, column 3: 'x' is not a number"),
+    "gzip csv that is not gzip": (lambda t: _bad(t, "g.csv.gz", "label,pixel0\n"), "cannot read as a CSV text file"),
+    "binary csv": (lambda t: _bad(t, "bin.csv", bytes(range(128, 256)) * 4), "cannot read as a CSV text file"),
+    "gzip idx that is not gzip": (lambda t: _bad(t, "g-idx3-ubyte.gz", b"\0\0\x08\x03"), "cannot read"),
     "pixel out of range": (lambda t: _bad(t, "o.csv", f"label,{PIX4}\n1,0,0,0,0\n1,0,300,0,0\n"), "0..255 (line 3)"),
     "NaN pixel": (lambda t: _bad(t, "nan.csv", f"label,{PIX4}\n1,0,nan,0,0\n"), "finite numbers (line 2)"),
     "negative label": (lambda t: _bad(t, "l.csv", f"label,{PIX4}\n-1,0,0,0,0\n"), "non-negative integers"),
@@ -84,6 +90,13 @@ BAD_INPUTS = {
     "idx truncated": (lambda t: _bad(t, "c-idx3-ubyte", bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big")
                                        + (28).to_bytes(4, "big") * 2 + b"\0" * 100), "IDX body"),
     "npz without x": (lambda t: (np.savez(t / "z.npz", images=np.zeros(3)), str(t / "z.npz"))[1], "no array 'x'"),
+    "npz that is no zip": (lambda t: _bad(t, "p.npz", b"\x80\x04garbage"), "not a .npz archive"),
+    "npz with text labels": (lambda t: (np.savez(t / "s.npz", x=np.zeros((4, 28, 28), np.uint8), y=np.array(list("abcd"))),
+                                        str(t / "s.npz"))[1], "'y' must hold numbers"),
+    "npz with five channels": (lambda t: (np.savez(t / "c.npz", x=np.zeros((4, 5, 28, 28), np.uint8), y=np.zeros(4)),
+                                          str(t / "c.npz"))[1], "images have 5 channels; sgan takes 1 (grey) or 3"),
+    "idx with two channels": (lambda t: str(write_idx(t / "two-idx3-ubyte", np.zeros((3, 28, 28, 2)))),
+                              "images have 2 channels"),
 }
 
 

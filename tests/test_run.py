@@ -2,6 +2,7 @@
 safely, and a report rebuilt from what a study keeps (config.json and metrics.json alone)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,4 +85,24 @@ def test_report_from_a_kept_study_cell(tmp_path, capsys):
     run.metrics.write_text(json.dumps(ENTRY))
     assert main(["report", str(run.path)]) == 0
     html = run.report.read_text()
-    assert "Not kept in this folder" in html and "holdout+adabn acc %" in html and "75.00" in html
+    assert "Not kept in this folder" in html and "holdout+adabn accuracy %" in html and "75.00" in html
+    assert "training time (s)" in html and "train_seconds" not in html
+
+
+def test_output_files_are_whole_or_absent_and_only_replace_regular_files(tmp_path):
+    from sgan.files import atomic, atomic_write_text
+
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "one")
+    with pytest.raises(SganError, match="a.txt: cannot write: No space left on device"):
+        with atomic(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(28, "No space left on device")
+    assert target.read_text() == "one" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    with pytest.raises(SganError, match="cannot write: No such file or directory"):
+        atomic_write_text(tmp_path / "nowhere" / "b.txt", "x")
+    with pytest.raises(SganError, match="output path is not a regular file; not replaced"):
+        atomic_write_text(Path("/dev/null"), "x")
+    with pytest.raises(SganError, match="output path is a folder"):
+        atomic_write_text(tmp_path, "x")
+    assert Path("/dev/null").is_char_device() and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
 
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -16,40 +11,24 @@ import torch
 from torch import nn
 
 from .errors import SganError
+from .files import atomic
 
 FORMAT_VERSION = 1
 
 
-@contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """Yields a temporary path beside `path` to write; then flushes it to disk and renames it
-    over `path`, so a reader (or a kill) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    yield tmp
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     with atomic(path) as tmp:
-        tmp.write_text(text)
-
-
-def csv_text(header: list[str], rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buf.getvalue()
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # its I/O errors (a full disk) are reported as write errors
+            raise OSError(str(e).removeprefix("Error while serializing: ")) from None
 
 
 def save_weights(module: nn.Module, path: Path, *, config: dict, shapes: dict) -> None:
     """`shapes` (channels, classes, ...) lets a reader rebuild the network before loading."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     metadata = {"format_version": str(FORMAT_VERSION), "config": json.dumps(config), "shapes": json.dumps(shapes)}
-    with atomic(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+    write_safetensors(path, state, metadata)
 
 
 def read_shapes(path: Path) -> dict:
@@ -76,9 +55,8 @@ def load_weights(module: nn.Module, path: Path) -> None:
 def save_state(path: Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
     """A training checkpoint in one file: tensors as safetensors, the rest as JSON in its
     metadata. Written to a temporary file, then renamed: a kill mid-write leaves the last one."""
-    with atomic(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"format_version": str(FORMAT_VERSION), "state": json.dumps(state)})
+    write_safetensors(path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                      {"format_version": str(FORMAT_VERSION), "state": json.dumps(state)})
 
 
 def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:

@@ -1,24 +1,39 @@
 """The command line: `sgan train | sweep | eval | predict | report | suggest-labels`. Bad input
-ends in one line on stderr and exit code 2."""
+ends in one line on stderr and exit code 2. Commands import torch when they run, so that help
+and argument errors come back at once."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from . import __version__
-from .config import FIELDS, Config, read_config_file, resolve
-from .distributed import ranks_from_env
-from .errors import SganError
-from .evaluate import TrainedClassifier, write_predictions, write_submission
-from .report import format_table, write_html_report
+from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve
+from .errors import Interrupted, SganError
+from .files import check_target
 from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
-from .suggest import suggest_labels
-from .sweep import SWEEP_KEYS, Sweep, run_sweep
-from .trainer import Interrupted, pick_device, train
+from .sweep import SWEEP_FIELDS, Sweep
+
+DESCRIPTION = """Train an image classifier from a few labeled images plus many unlabeled ones with a
+Semi-Supervised GAN, beside a supervised twin of the same network on the same labels."""
+# the config keys suggest-labels reads: the pool, its split and the network it trains
+SUGGEST_KEYS = ("data", "preset", "val_data", "val_fraction", "val_per_class", "test_per_class", "num_classes",
+                "image_size", "channels", "loader_workers", "model", "resnet_stem", "seed", "threads", "device",
+                "progress")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _parse_pair(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
@@ -54,42 +69,49 @@ def add_flags(parser: argparse.ArgumentParser, fields: list[dataclasses.Field], 
             parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), **kw)
 
 
-def add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
-    add_flags(parser, [f for f in FIELDS.values() if f.name not in skip])
+def add_config_flags(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
+    add_flags(parser, [FIELDS[k] for k in keys])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sgan", description=__doc__)
+    parser = Parser(prog="sgan", description=DESCRIPTION,
+                    epilog="Bad input ends in one line on stderr and exit code 2. 'sgan COMMAND --help' lists "
+                           "a command's flags.")
     parser.add_argument("--version", action="version", version=f"sgan {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train = sub.add_parser("train", help="train the SGAN and its supervised twin, print the table")
     train.add_argument("--config", help="a .toml or .json file of config keys")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
-    add_config_flags(train)
+    add_config_flags(train, list(FIELDS))
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
                     "of budgets, seeds, sources, workers, and [sweep.per_source.SOURCE] tables of config keys for one source's cells")
     add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in ("base", "per_source")], dest_prefix="sweep_")
-    add_config_flags(sw, skip=("n_labeled", "seed", "unlabeled", "out"))
+    add_config_flags(sw, [k for k in FIELDS if k not in ("n_labeled", "seed", "unlabeled", "out")])
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")
-    ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ)")
+    ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ) or image folder")
     ev.add_argument("--method", nargs="+", help="methods to evaluate (default: all in the run)")
     pr = sub.add_parser("predict", help="predict a file (Kaggle id,label CSV) or an image folder (path,label,confidence)")
     pr.add_argument("run", help="run folder")
     pr.add_argument("--data", required=True, help="images to label: e.g. Kaggle test.csv, or a folder of images")
     pr.add_argument("--out", required=True, help="CSV to write")
     pr.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
+    ex = sub.add_parser("export", help="one trained classifier as ONNX, to serve without sgan or torch")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
+    ex.add_argument("--format", default="onnx", choices=("onnx",), help="file format (default: onnx)")
+    ex.add_argument("--out", help="file to write (default: RUN/<method>.onnx)")
     sg = sub.add_parser("suggest-labels", help="propose which images to label, before any label exists")
     sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
     sg.add_argument("--budget", type=int, required=True, help="how many images to label")
-    sg.add_argument("--strategy", default="representative",
+    sg.add_argument("--strategy", default="representative", choices=("representative", "random"),
                     help="representative (contrastive features + k-means, default) or random (uniform, the baseline)")
     sg.add_argument("--pretext-iterations", type=int, default=1500,
                     help="contrastive (SimCLR) training steps of 256 image pairs (default 1500)")
     sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
-    add_config_flags(sg, skip=("out", "labels_csv"))
+    add_config_flags(sg, SUGGEST_KEYS)
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")
     rp.add_argument("folder", help="run or sweep folder")
     return parser
@@ -111,6 +133,10 @@ def run_config(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .distributed import ranks_from_env
+    from .report import format_table
+    from .trainer import train
+
     if args.resume:
         if args.config or _overrides(args):
             raise SganError("--resume takes the run's own config; give no other settings")
@@ -127,50 +153,75 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep
+
     values = read_config_file(args.config, section="sweep") if args.config else {}
     table = values.pop("sweep", {})
-    unknown = set(table) - set(SWEEP_KEYS)
+    unknown = set(table) - set(SWEEP_FIELDS)
     if unknown:
-        raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_KEYS)}")
+        raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_FIELDS)}")
+    check_types(table, f"{args.config} [sweep]", SWEEP_FIELDS)
     base = {**values, **_overrides(args)}
     resolve(base)  # every key and value checked before any cell starts
-    for source, values in table.get("per_source", {}).items():
-        if not isinstance(values, dict):
-            raise SganError(f"{args.config}: [sweep.per_source.{source}] must be a table of config keys")
+    for values in table.get("per_source", {}).values():
         resolve({**base, **values})
     flags = {k.removeprefix("sweep_"): v for k, v in vars(args).items() if k.startswith("sweep_")}
     sweep = Sweep(base=base, **{**table, **flags})  # per_source comes from the config file only
-    if sweep.workers < 1:
-        raise SganError(f"sweep: workers must be positive, got {sweep.workers}")
+    check_values(sweep, "sweep")
     run_sweep(sweep)
     print(SweepFolder(sweep.out).table("val").read_text(), end="")
     print(f"sweep folder: {sweep.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import load
+    from .report import text_table
+
+    rows = [["method", "data", "images", "accuracy"]]
     for method in args.method or RunFolder(args.run).read_config().methods:
-        classifier = TrainedClassifier(args.run, method)
-        print(f"{method}\t{classifier.accuracy(classifier.read(args.data)):.4f}\t{args.data}")
+        classifier = load(args.run, method=method)
+        images = classifier.read(args.data)
+        rows.append([method, args.data, str(len(images)), f"{classifier.accuracy(images):.4f}"])
+    print(text_table(rows))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from .evaluate import load, write_predictions, write_submission
+
     out = Path(args.out)
-    if out.is_dir():
-        raise SganError(f"{out}: output path is a folder")
-    classifier = TrainedClassifier(args.run, args.method)
+    check_target(out)
+    classifier = load(args.run, method=args.method)
     images = classifier.read(args.data)
-    probabilities = classifier.probabilities(images)
+    probabilities = classifier.predict_proba(images)
     if images.paths is not None:  # an image folder: path,label,confidence
         write_predictions(out, images, probabilities, classifier.classes)
     else:
-        write_submission(out, images, probabilities.argmax(dim=1).tolist())
+        write_submission(out, images, probabilities.argmax(axis=1).tolist())
     print(f"wrote {len(images)} predictions to {out}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from .evaluate import load
+
+    classifier = load(args.run, method=args.method)
+    out = Path(args.out) if args.out else RunFolder(args.run).onnx(args.method)
+    check_target(out)
+    classifier.export_onnx(out)
+    print(f"wrote {out}: input 'images', float32 (N, {classifier.channels}, {classifier.image_size}, "
+          f"{classifier.image_size}) pixel values 0..255; output 'probabilities' (N, {classifier.num_classes})")
+
+
 def cmd_suggest(args: argparse.Namespace) -> None:
+    import torch
+
+    from .suggest import suggest_labels
+    from .trainer import pick_device
+
     cfg = run_config(args)
     if args.pretext_iterations <= 0:
         raise SganError(f"--pretext-iterations must be positive, got {args.pretext_iterations}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,
                              pretext_iterations=args.pretext_iterations, device=pick_device(cfg.device))
     out = SuggestFolder(args.suggest_out)
@@ -179,24 +230,48 @@ def cmd_suggest(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_html_report
+
     print(f"wrote {write_html_report(args.folder)}")
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+            "report": cmd_report, "suggest-labels": cmd_suggest}
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a command at once, with one line; the training loop sets its own
+    handlers for the time it runs, to finish the step and checkpoint first."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "report": cmd_report,
-         "suggest-labels": cmd_suggest}[args.command](args)
+        with stop_on_signals():
+            COMMANDS[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file sgan could not read or write that no check foresaw
+        print(f"sgan: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 2
     except Interrupted as e:
         if not e.quiet:
             print(f"sgan: {e}", file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:
-        print("sgan: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 

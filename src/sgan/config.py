@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,47 @@ from .presets import kaggle_layout, preset_values
 PHOTO_SIZES = (32, 64, 96, 128, 224)
 
 
-def option(default: Any, help: str, *, choices: tuple[Any, ...] = ()) -> Any:
-    """A config field with its help text (the CLI's, the docs') and, for a choice, its choices:
-    each key's help and default are written here and nowhere else."""
-    metadata = {"help": help, "choices": choices}
+def inside(value: float, interval: str) -> bool:
+    """Whether `value` lies in an interval written "[0, 1)", "(0, inf)": NaN never does."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    above = value >= low if interval[0] == "[" else value > low
+    below = value <= high if interval[-1] == "]" else value < high
+    return above and below
+
+
+def describe(interval: str, *, integer: bool) -> str:
+    """An interval in words: "positive" for "(0, inf)" and "[1, inf)", ">= 0" for "[0, inf)";
+    a float bounded only below must also be finite."""
+    if not interval.endswith(", inf)"):
+        return f"in {interval}"
+    words = "positive" if interval in ("(0, inf)", "[1, inf)") else \
+        f"{'>=' if interval[0] == '[' else '>'} {interval[1:].split(',')[0]}"
+    return words if integer else f"{words} and finite"
+
+
+def option(default: Any, help: str, *, choices: tuple[Any, ...] = (), within: str = "") -> Any:
+    """A config field with its help text (the CLI's, the docs'), for a choice its choices, for a
+    number the interval it must lie in (e.g. "[0, 1)", "(0, inf)"; None is always allowed where
+    the type allows it): each key's help, default and range are written here and nowhere else."""
+    metadata = {"help": help, "choices": choices, "within": within}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def check_values(record: Any, where: str) -> None:
+    """Every field of a dataclass of option()s against its choices and its interval."""
+    for f in dataclasses.fields(record):
+        values = getattr(record, f.name)
+        many = isinstance(values, list)
+        for value in values if many else [values]:
+            if f.metadata.get("choices") and value is not None and value not in f.metadata["choices"]:
+                raise SganError(f"{where}: unknown {f.name.removesuffix('s') if many else f.name} {value!r}; "
+                                f"choose from {', '.join(map(str, f.metadata['choices']))}")
+            if f.metadata.get("within") and value is not None and not inside(value, f.metadata["within"]):
+                integer = "int" in str(f.type)
+                raise SganError(f"{where}: {f.name} must be {describe(f.metadata['within'], integer=integer)}, "
+                                f"got {value}")
 
 
 @dataclass
@@ -39,16 +74,17 @@ class Config:
                                    "sets it)")
     submit: bool = option(False, "write submission.csv for --test-data from the method best on validation")
     preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k or pets-12k")
-    n_labeled: int = option(100, "class-balanced labeled budget")
+    n_labeled: int = option(100, "class-balanced labeled budget", within="[1, inf)")
     labels_csv: str | None = option(None, "a filled-in picks.csv from sgan suggest-labels: these images, with these "
                                     "labels, are the labeled set")
-    val_fraction: float = option(0.2, "stratified validation share of --data")
-    val_per_class: int | None = option(None, "validation images per class instead of --val-fraction")
-    test_per_class: int = option(0, "test images per class held out of --data, scored once at the end")
-    num_classes: int | None = option(None, "number of classes K (default: largest label + 1)")
+    val_fraction: float = option(0.2, "stratified validation share of --data", within="(0, 1)")
+    val_per_class: int | None = option(None, "validation images per class instead of --val-fraction", within="[1, inf)")
+    test_per_class: int = option(0, "test images per class held out of --data, scored once at the end", within="[0, inf)")
+    num_classes: int | None = option(None, "number of classes K (default: largest label + 1)", within="[2, inf)")
     image_size: int = option(28, "side length images are resized to (resnet18: 32, 64, 96, 128 or 224)")
-    channels: int | None = option(None, "channels image folders are decoded to: 1 or 3 (default: 3)")
-    loader_workers: int = option(2, "processes decoding image folders")
+    channels: int | None = option(None, "channels image folders are decoded to: 1 or 3 (default: 3)",
+                                  choices=(1, 3))
+    loader_workers: int = option(2, "processes decoding image folders", within="[0, 64]")
     stream: bool = option(False, "decode the --unlabeled image folder batch by batch in --loader-workers processes "
                           "while training (for folders larger than memory)")
     model: str = option("digits", "digits (the notebook's 28 px pair) or resnet18 (ResNet18 from scratch + a DCGAN "
@@ -58,37 +94,40 @@ class Config:
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
                          choices=("final", "best_val"))
     methods: list[str] = option(["supervised", "sgan"], "methods side by side", choices=METHODS)
-    iterations: int = option(1500, "training steps per method")
-    batch_size: int = option(32, "labeled and unlabeled batch size")
-    lr: float = option(2e-4, "Adam learning rate of both networks")
+    iterations: int = option(1500, "training steps per method", within="[1, inf)")
+    batch_size: int = option(32, "labeled and unlabeled batch size", within="[1, inf)")
+    lr: float = option(2e-4, "Adam learning rate of both networks", within="(0, inf)")
     lr_schedule: str = option("constant", "constant, or cosine: decay both learning rates to 0 over the iterations",
                               choices=("constant", "cosine"))
-    beta1: float = option(0.5, "Adam beta1")
-    z_dim: int = option(100, "generator noise size")
+    beta1: float = option(0.5, "Adam beta1", within="[0, 1)")
+    z_dim: int = option(100, "generator noise size", within="[1, 4096]")
     generator_loss: str = option("nonsaturating", "nonsaturating or feature_matching",
                                  choices=("nonsaturating", "feature_matching"))
-    input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)")
-    unlabeled_weight: float = option(1.0, "weight of the real/fake terms in the discriminator loss")
+    input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)",
+                                within="[0, inf)")
+    unlabeled_weight: float = option(1.0, "weight of the real/fake terms in the discriminator loss", within="[0, inf)")
     pseudo_label_weight: float = option(0.0, "SGAN: weight of the pseudo-label loss: cross-entropy of an augmented "
                                         "view of each unlabeled image against the class its plain view predicts "
-                                        "confidently (FixMatch); 0: off")
-    pseudo_label_threshold: float = option(0.95, "SGAN: confidence an unlabeled image needs to get a pseudo-label")
+                                        "confidently (FixMatch); 0: off", within="[0, inf)")
+    pseudo_label_threshold: float = option(0.95, "SGAN: confidence an unlabeled image needs to get a pseudo-label",
+                                           within="(0, 1]")
     split_bn: bool = option(False, "SGAN: labeled and unlabeled images in separate BatchNorm batches, running "
                             "statistics from the labeled ones (for an unlabeled source from another distribution)")
-    aug_degrees: float = option(10.0, "augmentation (+aug methods, pseudo-label views): rotation range, +- degrees")
-    aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size")
-    aug_scale: float = option(0.1, "augmentation: zoom range, 1 +- this")
+    aug_degrees: float = option(10.0, "augmentation (+aug methods, pseudo-label views): rotation range, +- degrees",
+                                within="[0, 180]")
+    aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size", within="[0, 1]")
+    aug_scale: float = option(0.1, "augmentation: zoom range, 1 +- this", within="[0, 1)")
     adabn: bool = option(False, "also report accuracy with BatchNorm re-estimated on each eval set (looks at its "
                          "images)")
-    ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)")
-    log_every: int = option(50, "steps between loss lines in metrics.jsonl")
+    ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)", within="[0, 1)")
+    log_every: int = option(50, "steps between loss lines in metrics.jsonl", within="[1, inf)")
     tensorboard: bool = option(False, "also write TensorBoard event files under RUN/tensorboard (needs: pip install "
                                "tensorboard)")
-    eval_every: int = option(500, "steps between validation checks and sample grids")
+    eval_every: int = option(500, "steps between validation checks and sample grids", within="[1, inf)")
     checkpoint_every: int = option(500, "steps between checkpoints for --resume (also written at each method's end "
-                                   "and on SIGINT/SIGTERM)")
-    seed: int = option(0, "seed of the split, the initial weights and the batches")
-    threads: int | None = option(None, "torch CPU threads (default: torch's choice)")
+                                   "and on SIGINT/SIGTERM)", within="[1, inf)")
+    seed: int = option(0, "seed of the split, the initial weights and the batches", within="[0, inf)")
+    threads: int | None = option(None, "torch CPU threads (default: torch's choice)", within="[1, 1024]")
     device: str = option("auto", "auto, cpu or cuda")
     channels_last: bool = option(True, "NHWC memory layout for the networks (faster convolutions on CPU and tensor "
                                  "cores; same results within float tolerance)")
@@ -98,43 +137,17 @@ class Config:
     progress: bool = option(True, "show a progress bar")
 
     def validate(self) -> "Config":
-        for name in ("n_labeled", "iterations", "batch_size", "z_dim", "log_every", "eval_every", "checkpoint_every"):
-            if getattr(self, name) <= 0:
-                raise SganError(f"config: {name} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise SganError(f"config: lr must be positive, got {self.lr}")
-        if self.input_noise < 0:
-            raise SganError(f"config: input_noise must be >= 0, got {self.input_noise}")
+        check_values(self, "config")
         if self.submit and not self.test_data:
             raise SganError("config: submit needs test_data (the images to label)")
         if self.unlabeled == "test" and not self.test_data:
             raise SganError("config: unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
-        for name in ("aug_degrees", "aug_translate", "aug_scale", "pseudo_label_weight"):
-            if getattr(self, name) < 0:
-                raise SganError(f"config: {name} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.pseudo_label_threshold <= 1:
-            raise SganError(f"config: pseudo_label_threshold must be in (0, 1], got {self.pseudo_label_threshold}")
-        if not 0 <= self.ema < 1:
-            raise SganError(f"config: ema must be in [0, 1), got {self.ema}")
-        if not 0 < self.val_fraction < 1:
-            raise SganError(f"config: val_fraction must be in (0, 1), got {self.val_fraction}")
-        for f in dataclasses.fields(self):
-            values = getattr(self, f.name)
-            many = isinstance(values, list)
-            for value in values if many else [values]:
-                if f.metadata["choices"] and value not in f.metadata["choices"]:
-                    raise SganError(f"config: unknown {f.name.removesuffix('s') if many else f.name} {value!r}; "
-                                    f"choose from {', '.join(f.metadata['choices'])}")
         if self.model == "digits" and self.image_size != 28:
             raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
         if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:
             raise SganError(f"config: model 'resnet18' takes image_size in {PHOTO_SIZES}, got {self.image_size}")
-        if self.channels not in (None, 1, 3):
-            raise SganError(f"config: channels must be 1 or 3, got {self.channels}")
-        if self.val_per_class is not None and self.val_per_class < 1:
-            raise SganError(f"config: val_per_class must be positive, got {self.val_per_class}")
-        if self.test_per_class < 0 or self.loader_workers < 0:
-            raise SganError("config: test_per_class and loader_workers must be >= 0")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise SganError(f"config: unknown device {self.device!r}; choose from auto, cpu, cuda, cuda:N")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,20 +169,24 @@ def check_keys(values: dict[str, Any], where: str) -> None:
 _SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
-def check_types(values: dict[str, Any], where: str) -> None:
-    """Values from files and the API must have the field's type (bool is not an int here)."""
+def is_kind(value: Any, kind: str) -> bool:
+    """Whether a value from a file or the API has a field's type: "int", "list[str]",
+    "dict[str, str]", "dict[str, dict[str, Any]]" (bool is not an int here)."""
+    if kind in _SCALARS:
+        return isinstance(value, _SCALARS[kind]) and (kind == "bool" or not isinstance(value, bool))
+    if kind.startswith("list["):
+        return isinstance(value, list) and all(is_kind(v, kind[5:-1]) for v in value)
+    if kind.startswith("dict[str, "):
+        inner = kind[len("dict[str, "):-1]
+        return isinstance(value, dict) and all(isinstance(v, dict) if inner.startswith("dict") else is_kind(v, inner)
+                                               for v in value.values())
+    return True  # Any
+
+
+def check_types(values: dict[str, Any], where: str, fields: dict[str, dataclasses.Field] = FIELDS) -> None:
     for key, value in values.items():
-        kind = str(FIELDS[key].type)
-        if value is None and kind.endswith("| None"):
-            continue
-        base = kind.removesuffix(" | None")
-        if base in _SCALARS:
-            ok = isinstance(value, _SCALARS[base]) and (base == "bool" or not isinstance(value, bool))
-        elif base == "list[str]":
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        else:  # dict[str, str]
-            ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        if not ok:
+        kind = str(fields[key].type)
+        if not (value is None and kind.endswith(" | None") or is_kind(value, kind.removesuffix(" | None"))):
             raise SganError(f"{where}: config key {key!r} must be {kind}, got {value!r}")
 
 
@@ -188,7 +205,13 @@ def read_config_file(path: str, *, section: str | None = None) -> dict[str, Any]
             raise SganError(f"{path}: config file must be .toml or .json")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SganError(f"{path}: cannot parse config file: {e}") from None
+    except OSError as e:
+        raise SganError(f"{path}: cannot read config file: {e.strerror}") from None
+    if not isinstance(values, dict):
+        raise SganError(f"{path}: a config file holds a table of config keys, got {type(values).__name__}")
     extra = values.pop(section, None) if section else None
+    if not isinstance(extra, (dict, type(None))):
+        raise SganError(f"{path}: [{section}] must be a table, got {extra!r}")
     check_keys(values, path)
     check_types(values, path)
     return values if extra is None else {**values, section: extra}

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write_text, csv_text, load_weights, read_shapes
+from .checkpoint import load_weights, read_shapes
+from .files import atomic_write_text, csv_text
 from .data import ImageSet, load_images
 from .data.prepare import LabeledTensors, check_label_range, prepare_images
-from .data.transforms import standardize, to_uint8
+from .data.folders import read_files
+from .data.readers import images_from_array
+from .data.transforms import standardize, to_model_range, to_uint8
 from .errors import SganError
 from .models import build_classifier
 from .run import RunFolder
@@ -78,8 +83,14 @@ def evaluate(classifier: nn.Module, sets: dict[str, LabeledTensors], *, adabn: b
     return accuracies, diagnostics
 
 
-class TrainedClassifier:
-    """A run's trained classifier for one method, and the preprocessing it was trained with."""
+Images = ImageSet | np.ndarray | torch.Tensor | str | Path | Sequence[str | Path]
+
+
+class Classifier:
+    """A run's trained classifier for one method, with the preprocessing it was trained with:
+    `sgan.load(run, method=...)`. `predict` / `predict_proba` take an array of images (uint8
+    0..255 or floats in [0, 1]; (N, H, W), (N, C, H, W) or (N, H, W, C)), a file or image folder
+    path, or a list of image files; images of another size are resized to the run's."""
 
     def __init__(self, run_dir: str | Path, method: str) -> None:
         run = RunFolder(run_dir)
@@ -88,42 +99,82 @@ class TrainedClassifier:
             raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(self.cfg.methods)})")
         path = run.weights(method, "classifier")
         shapes = read_shapes(path)
+        self.method, self.image_size = method, self.cfg.image_size
         self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
         self.classes: list[str] = shapes.get("classes") or []  # names of an image folder's classes
         self.standardize = shapes.get("standardize")  # [mean, std] for "+aug" methods
         self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
         load_weights(self.network, path)
 
+    def read(self, path: str | Path) -> ImageSet:
+        """A file or image folder, decoded the way the run's training images were."""
+        return load_images(str(path), size=self.image_size, channels=self.channels, workers=self.cfg.loader_workers)
+
+    def images(self, images: Images) -> ImageSet:
+        if isinstance(images, ImageSet):
+            return images
+        if isinstance(images, (str, Path)):
+            return self.read(images)
+        if isinstance(images, (list, tuple)) and all(isinstance(p, (str, Path)) for p in images):
+            return read_files([Path(p) for p in images], size=self.image_size, channels=self.channels,
+                              workers=self.cfg.loader_workers)
+        return ImageSet(images=images_from_array(np.asarray(images), "images"), source="images")
+
     def inputs(self, images: ImageSet) -> torch.Tensor:
         if images.images.shape[1] != self.channels:
             raise SganError(f"{images.source}: {images.images.shape[1]}-channel images; "
                             f"the run was trained on {self.channels}")
-        x = prepare_images(images.images, self.cfg.image_size)
+        x = prepare_images(images.images, self.image_size)
         if self.standardize:
             x = standardize(x, mean=self.standardize[0], std=self.standardize[1])
         return x
 
-    def read(self, path: str) -> ImageSet:
-        """A file or image folder, decoded the way the run's training images were."""
-        return load_images(path, size=self.cfg.image_size, channels=self.channels, workers=self.cfg.loader_workers)
+    def predict_proba(self, images: Images) -> np.ndarray:
+        """Softmax over the K classes, (N, K) float32."""
+        return predict_logits(self.network, self.inputs(self.images(images))).softmax(dim=1).numpy()
 
-    def probabilities(self, images: ImageSet) -> torch.Tensor:
-        """Softmax over the K classes (N, K)."""
-        return predict_logits(self.network, self.inputs(images)).softmax(dim=1)
+    def predict(self, images: Images) -> np.ndarray:
+        """Class indices (N,) int64; `classes` names them for a run trained on an image folder."""
+        return self.predict_proba(images).argmax(axis=1)
 
-    def predict(self, images: ImageSet) -> torch.Tensor:
-        """Class indices (N,)."""
-        return self.probabilities(images).argmax(dim=1)
-
-    def accuracy(self, images: ImageSet) -> float:
+    def accuracy(self, images: Images) -> float:
+        images = self.images(images)
         labels = images.require_labels()
         check_label_range(labels, self.num_classes, images.source)
-        return (self.predict(images) == torch.from_numpy(labels)).float().mean().item()
+        return float((self.predict(images) == labels).mean())
+
+    def export_onnx(self, path: str | Path) -> None:
+        """An ONNX file that takes pixel values 0..255, float32 (N, C, S, S) at the run's size S,
+        and returns class probabilities (N, K): the preprocessing is inside, so serving it
+        needs no sgan (for a "+aug" method each call's batch is standardized as a set)."""
+        from .export import export_onnx
+
+        export_onnx(Served(self.network, self.standardize), path,
+                    example=torch.zeros(2, self.channels, self.image_size, self.image_size))
 
 
-def write_predictions(out: Path, images: ImageSet, probabilities: torch.Tensor, classes: list[str]) -> None:
+class Served(nn.Module):
+    """Pixels 0..255 (N, C, S, S) -> probabilities (N, K), as `Classifier.predict_proba` computes them."""
+
+    def __init__(self, network: nn.Module, standardize: list[float] | None) -> None:
+        super().__init__()
+        self.network, self.target = network.eval(), standardize
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = to_model_range(pixels)
+        if self.target:  # standardize(), in tensor operations an exporter can trace
+            x = (x - x.mean()) / x.std().clamp(min=1e-8) * self.target[1] + self.target[0]
+        return self.network(x).softmax(dim=1)
+
+
+def load(run: str | Path, *, method: str = "sgan") -> Classifier:
+    """The trained classifier of one method of a run folder."""
+    return Classifier(run, method)
+
+
+def write_predictions(out: Path, images: ImageSet, probabilities: np.ndarray, classes: list[str]) -> None:
     """`path,label,confidence` for the images of a folder; label is the class name when known."""
-    confidence, index = probabilities.max(dim=1)
+    confidence, index = probabilities.max(axis=1), probabilities.argmax(axis=1)  # (N,), (N,)
     labels = [classes[i] if classes else i for i in index.tolist()]
     atomic_write_text(out, csv_text(["path", "label", "confidence"],
                                     ((p, lab, f"{c:.4f}") for p, lab, c in zip(images.paths, labels, confidence.tolist()))))

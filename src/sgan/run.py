@@ -10,6 +10,7 @@ A run folder (`sgan train`):
     samples/<method>/step_<step>.png   generated grids from a fixed noise batch; <method>_samples.png the last
     skipped_files.csv, tensorboard/<method>/, losses.png, submission.csv
     metrics.json                written last: it marks the run complete       report.html
+    <method>.onnx               written by `sgan export`
 A sweep folder (`sgan sweep`): runs/<cell>/ (run folders), summary.json, table_<set>.md / .csv,
 verdict.md, accuracy_vs_budget.png, report.html.
 A suggestions folder (`sgan suggest-labels`): picks.csv, picks.png (a contact sheet), suggest.json.
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text, csv_text
+from .files import atomic_write_text, csv_text
 from .config import Config, config_from_dict
 from .errors import SganError
 from .registry import REGISTRY
@@ -127,26 +129,37 @@ class RunFolder(Folder):
         `overwrite`, and only if it is a run folder holding nothing but what sgan writes there:
         those files are removed, nothing else ever is."""
         run = cls(Path(out) if out else default_run_path())
-        if run.path.exists() and not run.path.is_dir():
-            raise SganError(f"{run.path}: output path is a file")
-        entries = sorted(run.path.iterdir()) if run.path.is_dir() else []
-        if entries and not overwrite:
-            if run.config.is_file() and not run.is_complete():
-                raise SganError(f"{run.path}: holds a stopped run; continue it with: sgan train --resume {run.path} "
-                                "(or start it over with --overwrite)")
-            raise SganError(f"{run.path}: run folder already exists and is not empty (use --overwrite)")
-        if entries:
-            foreign = [e for e in entries if not run.wrote(e)]
-            if foreign or not run.config.is_file():
-                what = f"it holds {foreign[0].name}, which sgan did not write" if foreign else "it has no config.json"
-                raise SganError(f"{run.path}: not a run folder, not overwritten ({what})")
-            for entry in entries:
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-        run.path.mkdir(parents=True, exist_ok=True)
+        entries = run.check_target(overwrite=overwrite)
+        for entry in entries:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SganError(f"{run.path}: cannot create the run folder: {e.strerror or e}") from None
         return run
+
+    def check_target(self, *, overwrite: bool) -> list[Path]:
+        """Whether a run may be written here (nothing is changed): the entries `overwrite` would
+        remove, or one error line."""
+        if self.path.exists() and not self.path.is_dir():
+            raise SganError(f"{self.path}: output path is a file")
+        entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
+        if entries and not overwrite:
+            if self.config.is_file() and not self.is_complete():
+                raise SganError(f"{self.path}: holds a stopped run; continue it with: sgan train --resume {self.path} "
+                                "(or start it over with --overwrite)")
+            raise SganError(f"{self.path}: run folder already exists and is not empty (use --overwrite)")
+        foreign = [e for e in entries if not self.wrote(e)]
+        if entries and (foreign or not self.config.is_file()):
+            what = f"it holds {foreign[0].name}, which sgan did not write" if foreign else "it has no config.json"
+            raise SganError(f"{self.path}: not a run folder, not overwritten ({what})")
+        parent = next(p for p in [self.path, *self.path.parents] if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise SganError(f"{self.path}: cannot create the run folder here ({parent} is not a writable folder)")
+        return entries
 
     def wrote(self, entry: Path) -> bool:
         """Whether `entry`, in this folder, is one of the files or folders a run writes."""
@@ -159,7 +172,7 @@ class RunFolder(Folder):
                  self.submission, self.report]
         for method in REGISTRY:
             files += [self.weights(method, part) for part in ("classifier", "generator", "ema")]
-            files += [self.diagnostics(method), self.final_samples(method)]
+            files += [self.diagnostics(method), self.final_samples(method), self.onnx(method)]
         return name in {f.name for f in files}
 
     @property
@@ -213,6 +226,10 @@ class RunFolder(Folder):
 
     def final_samples(self, method: str) -> Path:
         return self.path / f"{method}_samples.png"
+
+    def onnx(self, method: str) -> Path:
+        """Where `sgan export` writes a method's classifier by default."""
+        return self.path / f"{method}.onnx"
 
     def tensorboard(self, method: str) -> Path:
         return self.path / "tensorboard" / method

@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import losses
-from .checkpoint import atomic, atomic_write_text, csv_text
+from .files import atomic, atomic_write_text, csv_text
 from .config import Config
 from .data.prepare import candidate_pool
 from .data.transforms import random_affine, to_model_range

@@ -16,11 +16,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import atomic_write_text, csv_text
+from .files import atomic_write_text, csv_text
 from .config import option
 from .errors import SganError
 from .registry import REGISTRY
-from .report import plot_budget_curves, write_html_report
 from .run import Metrics, RunFolder, SweepFolder
 
 POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
@@ -29,10 +28,10 @@ POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
 @dataclass
 class Sweep:
     base: dict[str, Any]  # config values shared by every cell (preset, iterations, methods, ...)
-    budgets: list[int] = option([100, 1000, 4000], "label budgets")
-    seeds: list[int] = option([0, 1, 2], "seeds")
+    budgets: list[int] = option([100, 1000, 4000], "label budgets", within="[1, inf)")
+    seeds: list[int] = option([0, 1, 2], "seeds", within="[0, inf)")
     sources: list[str] = option([POOL], "unlabeled sources: pool, an --eval name or a file")
-    workers: int = option(1, "cells trained at once, in worker processes")
+    workers: int = option(1, "cells trained at once, in worker processes", within="[1, 64]")
     out: str = option("sweeps/latest", "sweep folder")
     # e.g. {"holdout": {"pseudo_label_weight": 3}}
     per_source: dict[str, dict[str, Any]] = option({}, "config values for the cells of one unlabeled source only "
@@ -56,7 +55,7 @@ class Sweep:
         return cells
 
 
-SWEEP_KEYS = tuple(f.name for f in fields(Sweep) if f.name not in ("base", "out"))  # the keys of a [sweep] table
+SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table
 
 
 def _run_cell(values: dict[str, Any], threads: int) -> str:
@@ -81,9 +80,16 @@ def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
         ctx = multiprocessing.get_context("spawn")  # no forked torch state in the workers
         with ProcessPoolExecutor(max_workers=sweep.workers, mp_context=ctx) as pool:
             futures = [pool.submit(_run_cell, c, threads) for c in todo]
-            for f in tqdm(futures, desc=f"sweep ({len(todo)} cells to run)", disable=not sweep.base.get("progress", True)):
-                if error := f.result():
-                    raise SganError(error)
+            try:
+                for f in tqdm(futures, desc=f"sweep ({len(todo)} cells to run)",
+                              disable=not sweep.base.get("progress", True)):
+                    if error := f.result():
+                        raise SganError(error)
+            except BaseException:  # a failed cell or a signal: the running cells checkpoint and stop too
+                pool.shutdown(wait=False, cancel_futures=True)
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
+                raise
     results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
     write_report(results, SweepFolder(sweep.out))
     return results
@@ -143,6 +149,8 @@ def write_report(results: list[Metrics], out: SweepFolder) -> None:
         atomic_write_text(out.table(eval_set, ".csv"), csv_text(
             ["n_labeled", "method", "unlabeled", "transductive", "mean", "std", "seeds", "values"], csv_rows))
     atomic_write_text(out.verdict, verdict(rows))
+    from .report import plot_budget_curves, write_html_report  # matplotlib and torch, once the cells are done
+
     plot_budget_curves(rows, out.budget_plot)
     write_html_report(out.path)
 

@@ -25,18 +25,19 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from .checkpoint import save_state, save_weights
+from .files import atomic
 from .config import Config, resolve
 from .data import Prepared, prepare
 from .data.prepare import LabeledTensors
 from .data.stream import StreamedFolder, TrainingBatches
 from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
                           ranks_from_env, shard)
-from .errors import SganError
-from .evaluate import TrainedClassifier, accuracy, evaluate, write_submission
+from .errors import Interrupted, SganError, WriteError
+from .evaluate import accuracy, evaluate, load, write_submission
 from .methods import Method, augmentation, build_method
 from .registry import REGISTRY
 from .report import plot_losses, save_sample_grid, write_html_report
-from .run import MethodResult, Metrics, RunFolder, RunProtocol
+from .run import MethodResult, Metrics, RunFolder, RunProtocol, default_run_path
 from .state import Checkpoint, RandomStreams, Saved, TrainingState, read_checkpoint
 
 SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
@@ -66,16 +67,6 @@ def protocol_of(cfg: Config, data: Prepared) -> RunProtocol:
         + (f", EMA {cfg.ema}" if cfg.ema else ""),
         adabn=cfg.adabn, pseudo_label_weight=cfg.pseudo_label_weight, counts=data.summary, sets=data.describe(),
         classes=data.classes)
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM: the step finished and a checkpoint was written."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path, *, quiet: bool = False) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint written, "
-                         f"continue with: sgan train --resume {run_dir}")
-        self.signum = signum
-        self.quiet = quiet  # data-parallel ranks other than 0: rank 0 says it
 
 
 @dataclass
@@ -221,7 +212,8 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
         if step % cfg.checkpoint_every == 0 or stopping:
             ckpt.save(training)
         if stopping:  # another rank may have got the signal
-            raise Interrupted(stop.signum or signal.SIGTERM, step, run.path, quiet=not ranks.main)
+            raise Interrupted(stop.signum or signal.SIGTERM, f"after step {step}; checkpoint written, continue with: "
+                              f"sgan train --resume {run.path}", quiet=not ranks.main)
     bar.close()
     training.batches.close()
     monitor.close()
@@ -246,7 +238,8 @@ def finish_method(training: TrainingState, cfg: Config, data: Prepared, run: Run
     for part, module in {**training.method.modules(), "classifier": getattr(scored, "module", scored)}.items():
         save_weights(module, run.weights(name, part), config=cfg.to_dict(), shapes=shapes)
     if training.method.generator is not None:  # the last step always took a snapshot
-        shutil.copyfile(run.sample_grid(name, cfg.iterations), run.final_samples(name))
+        with atomic(run.final_samples(name)) as tmp:
+            shutil.copyfile(run.sample_grid(name, cfg.iterations), tmp)
     return MethodResult(accuracies, train_seconds=round(training.train_seconds, 3), iterations=cfg.iterations,
                         selected_step=best.step if best.weights is not None else cfg.iterations)
 
@@ -266,13 +259,23 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
             raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
     else:
         cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
+    if resume is None:  # a folder that cannot take the run is refused before the data is read
+        cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_path()))
+        RunFolder(cfg.out).check_target(overwrite=overwrite)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ranks = ranks_from_env()  # under torchrun: one process per device, data parallel
     device = rank_device(pick_device(cfg.device), ranks)
     data = prepare(cfg)
     with process_group(ranks, device):
-        return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
+        try:
+            return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
+        except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
+            run = RunFolder(resume if resume is not None else cfg.out)
+            what = str(e) if isinstance(e, WriteError) else f"{e.filename or run.path}: {e.strerror or e}"
+            hint = f"; the run is incomplete, continue it with: sgan train --resume {run.path}" \
+                if run.config.is_file() else ""
+            raise SganError(what + hint) from None
 
 
 def create_run(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool) -> Config:
@@ -313,6 +316,9 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
         for name in cfg.methods:
             if name in ckpt.done:
                 continue
+            if stop.signum is not None:  # a signal while the last method was scored
+                raise Interrupted(stop.signum, f"before {name}; continue with: sgan train --resume {run.path}",
+                                  quiet=not ranks.main)
             method_data = standardized if REGISTRY[name].conventional else data
             training = start_method(name, cfg, method_data, device, ranks, saved.of(name) if saved else None)
             result = train_method(training, cfg, method_data, run, log, ckpt, stop)
@@ -337,7 +343,7 @@ def finish_run(cfg: Config, run: RunFolder, metrics: Metrics) -> Metrics:
     plot_losses(run.log, run.losses_plot)
     if cfg.submit:
         best = max(metrics.methods, key=lambda m: metrics.methods[m].accuracy["val"])
-        classifier = TrainedClassifier(run.path, best)
+        classifier = load(run.path, method=best)
         test = classifier.read(cfg.test_data)
         write_submission(run.submission, test, classifier.predict(test).tolist())
         metrics.protocol.submission_method = best

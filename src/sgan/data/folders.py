@@ -104,3 +104,14 @@ def read_folder(folder: Path, *, size: int, channels: int, workers: int = 0) -> 
     return ImageSet(images=images, labels=None if labels is None else labels[ok],
                     paths=np.array([str(p) for p in paths])[ok], classes=classes, skipped=skipped,
                     source=str(folder))
+
+
+def read_files(paths: list[Path], *, size: int, channels: int, workers: int = 0) -> ImageSet:
+    """Image files named one by one (to predict): each must exist and decode."""
+    for p in paths:
+        if not p.is_file():
+            raise SganError(f"{p}: file not found")
+    images, _, skipped = decode_all(paths, size=size, channels=channels, workers=workers)
+    if skipped:
+        raise SganError(f"{skipped[0][0]}: cannot decode: {skipped[0][1]}")
+    return ImageSet(images=images, paths=np.array([str(p) for p in paths]), source=f"{len(paths)} image files")

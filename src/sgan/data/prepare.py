@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,9 @@ def split_of(cfg: Config, y: np.ndarray | None, n: int, num_classes: int, *, own
             test_per_class=cfg.test_per_class, source=source)
     if picks is None:
         return base
+    if missing := sorted(set(range(num_classes)) - set(picks.labels.tolist())):  # a person's choice: said, not refused
+        print(f"sgan: warning: {cfg.labels_csv}: no image is labeled class {', '.join(map(str, missing))} "
+              f"(of 0..{num_classes - 1}); the classifier sees no labeled example of it", file=sys.stderr)
     taken = np.intersect1d(picks.index, np.concatenate([base.validation, base.test]))
     if len(taken):
         raise SganError(f"{cfg.labels_csv}: image {taken[0]} is a validation or test image of this split "

@@ -9,6 +9,8 @@ import gzip
 import math
 import re
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -76,20 +78,42 @@ def _check_labels(labels: np.ndarray, source: str, where: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.name.lower().endswith(".gz") else open(path)
+
+
+def _bad_line(path: Path, width: int) -> str:
+    """Where a CSV that numpy refused first goes wrong, counted as a text editor counts lines."""
+    with _open_text(path) as f:
+        for number, line in enumerate(f, start=1):
+            values = line.strip().split(",")
+            if number == 1 or not line.strip():
+                continue
+            if len(values) != width:
+                return f"line {number} has {len(values)} values, the header {width}"
+            for column, value in enumerate(values, start=1):
+                try:
+                    float(value)
+                except ValueError:
+                    return f"line {number}, column {column}: {value.strip()[:20]!r} is not a number"
+    return "unreadable row"
+
+
 def read_csv(path: Path) -> ImageSet:
     """Kaggle layout: a header row, then `label` or `id` (optional) and pixel0..pixelP-1."""
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt") as f:
-        header = f.readline().strip()
-        if not header:
-            raise SganError(f"{path}: empty CSV")
-        columns = [c.strip().strip('"').lower() for c in header.split(",")]
-        try:
+    try:
+        with _open_text(path) as f:
+            header = f.readline().strip()
+            if not header:
+                raise SganError(f"{path}: empty CSV")
+            columns = [c.strip().strip('"').lower() for c in header.split(",")]
             with warnings.catch_warnings():  # "input contained no data" is reported below
                 warnings.simplefilter("ignore", UserWarning)
                 data = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
-        except ValueError as e:
-            raise SganError(f"{path}: malformed CSV row: {e}") from None
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
+        raise SganError(f"{path}: cannot read as a CSV text file: {e}") from None
+    except ValueError:  # numpy's row numbers skip the header and blank lines; say the file's
+        raise SganError(f"{path}: malformed CSV row: {_bad_line(path, len(columns))}") from None
     if data.size == 0:
         raise SganError(f"{path}: CSV has a header but no rows")
     if data.shape[1] != len(columns):
@@ -107,7 +131,11 @@ def read_csv(path: Path) -> ImageSet:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    raw = (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb").read()
+    try:
+        with (gzip.open if path.name.lower().endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise SganError(f"{path}: cannot read: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise SganError(f"{path}: not an unsigned-byte IDX file (bad magic)")
     ndim = raw[3]
@@ -133,7 +161,7 @@ def read_idx_images(path: Path) -> ImageSet:
     if array.ndim == 3:
         images = array[:, None]
     elif array.ndim == 4:
-        images = array.transpose(0, 3, 1, 2)  # IDX colour images are N, H, W, C
+        images = _channels(array.transpose(0, 3, 1, 2), str(path))  # IDX colour images are N, H, W, C
     else:
         raise SganError(f"{path}: IDX image file must have 3 or 4 dimensions, has {array.ndim}")
     labels = None
@@ -145,33 +173,53 @@ def read_idx_images(path: Path) -> ImageSet:
     return ImageSet(images=np.ascontiguousarray(images), labels=labels, source=str(path))
 
 
-def read_npz(path: Path) -> ImageSet:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise SganError(f"{path}: not a readable .npz file: {e}") from None
-    with archive:
-        if "x" not in archive:
-            raise SganError(f"{path}: .npz has no array 'x' (found: {', '.join(archive.files) or 'none'})")
-        x = archive["x"]
-        y = archive["y"] if "y" in archive else None
+def _channels(images: np.ndarray, source: str) -> np.ndarray:
+    """(N, C, H, W) with C grey (1) or colour (3), the two kinds the networks take."""
+    if images.shape[1] not in (1, 3):
+        raise SganError(f"{source}: images have {images.shape[1]} channels; sgan takes 1 (grey) or 3 (colour)")
+    return images
+
+
+def images_from_array(x: np.ndarray, source: str) -> np.ndarray:
+    """An array of images -> (N, C, H, W) uint8: (N, P) flat square images, (N, H, W) grey,
+    (N, C, H, W) or (N, H, W, C) with C in 1 or 3; integers 0..255 or floats in [0, 1]."""
+    if x.dtype.kind not in "uif":
+        raise SganError(f"{source} must hold numbers, holds {x.dtype}")
     if x.ndim == 2:
-        x = _square_images(x, str(path))
+        x = _square_images(x, source)
     elif x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)  # N, H, W, C -> N, C, H, W
     elif x.ndim != 4:
-        raise SganError(f"{path}: 'x' must have 2 to 4 dimensions, has {x.ndim}")
+        raise SganError(f"{source} must have 2 to 4 dimensions (N images first), has {x.ndim}")
+    x = _channels(x, source)
     if x.dtype.kind == "f" and x.size and x.max() <= 1.0:
         x = x * 255.0  # floats in [0, 1]
-    images = x if x.dtype == np.uint8 else _to_uint8(x.astype(np.float64), str(path), "image")
+    images = x if x.dtype == np.uint8 else _to_uint8(x.astype(np.float64), source, "image")
+    return np.ascontiguousarray(images)
+
+
+def read_npz(path: Path) -> ImageSet:
+    if not zipfile.is_zipfile(path):
+        raise SganError(f"{path}: not a .npz archive (not a zip file)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "x" not in archive:
+                raise SganError(f"{path}: .npz has no array 'x' (found: {', '.join(archive.files) or 'none'})")
+            x = archive["x"]
+            y = archive["y"] if "y" in archive else None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # object arrays, bad members
+        raise SganError(f"{path}: not a readable .npz file: {e}") from None
+    if y is not None and y.dtype.kind not in "uif":
+        raise SganError(f"{path}: 'y' must hold numbers, holds {y.dtype}")
+    images = images_from_array(x, f"{path}: 'x'")
     labels = None
     if y is not None:
         if y.shape != (len(images),):
             raise SganError(f"{path}: 'y' has shape {y.shape}, expected ({len(images)},)")
         labels = _check_labels(y.astype(np.float64), str(path), "image")
-    return ImageSet(images=np.ascontiguousarray(images), labels=labels, source=str(path))
+    return ImageSet(images=images, labels=labels, source=str(path))
 
 
 def read_sklearn_digits() -> ImageSet:

@@ -34,6 +34,9 @@ def split_pool(labels: np.ndarray, *, n_labeled: int, seed: int, num_classes: in
     `test_per_class` images are test, the next validation, the next labeled, the rest
     unlabeled (BENCHMARK.md's rule). With neither validation argument, no validation images
     are taken from the pool."""
+    if 0 < n_labeled < num_classes:
+        raise SganError(f"{source}: label budget {n_labeled} leaves classes {n_labeled}..{num_classes - 1} without a "
+                        f"labeled image; the {num_classes} classes need n_labeled >= {num_classes}")
     rng = np.random.default_rng(seed)
     lab_counts = per_class_counts(n_labeled, num_classes)
     labeled, validation, unlabeled, test = [], [], [], []

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..checkpoint import atomic_write_text, load_state
+from ..checkpoint import load_state
+from ..files import atomic_write_text
 from ..errors import SganError
 from ..registry import REGISTRY
-from ..run import RESULT_FACTS, MethodResult, RunFolder, RunProtocol, SweepFolder
+from ..run import MethodResult, RunFolder, RunProtocol, SweepFolder
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -108,7 +109,8 @@ def facts_text(protocol: RunProtocol) -> str:
 
 def results_html(methods: dict[str, MethodResult]) -> str:
     eval_sets = list(next(iter(methods.values())).accuracy)
-    return table(["method", *[f"{s} acc %" for s in eval_sets], *RESULT_FACTS],
+    return table(["method", *[f"{s} accuracy %" for s in eval_sets], "training time (s)", "iterations",
+                  "weights kept from step"],
                  [[name, *(f"{100 * m.accuracy[s]:.2f}" for s in eval_sets), str(m.train_seconds), str(m.iterations),
                    str(m.selected_step)] for name, m in methods.items()])
 

@@ -12,13 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
+from ..files import atomic  # noqa: E402
 from ..run import Metrics  # noqa: E402
 
 
 def save_sample_grid(images: torch.Tensor, path: Path) -> None:
     """images (B, C, H, W) in [-1, 1] -> one PNG grid."""
-    save_image(images.float().cpu(), str(path), nrow=int(len(images) ** 0.5), normalize=True,
-               value_range=(-1, 1), padding=2)
+    with atomic(path) as tmp:
+        save_image(images.float().cpu(), str(tmp), nrow=int(len(images) ** 0.5), normalize=True,
+                   value_range=(-1, 1), padding=2, format="png")
 
 
 CURVES = (("loss_d", "discriminator loss"), ("loss_g", "generator loss"), ("loss_sup", "supervised loss"))
@@ -43,9 +45,7 @@ def plot_losses(metrics_path: Path, out: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    save_figure(fig, out, dpi=90)
 
 
 def format_table(metrics: Metrics) -> str:
@@ -55,8 +55,13 @@ def format_table(metrics: Metrics) -> str:
     rows = [["method", "labeled", *sets, "train s"]]
     rows += [[name, str(metrics.protocol.n_labeled), *(f"{m.accuracy[s]:.4f}" for s in sets), f"{m.train_seconds:.1f}"]
              for name, m in methods.items()]
+    return text_table(rows)
+
+
+def text_table(rows: list[list[str]]) -> str:
+    """Rows of cells (the first the header) as aligned columns."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def plot_budget_curves(rows: list[dict], out: Path) -> None:
@@ -75,6 +80,13 @@ def plot_budget_curves(rows: list[dict], out: Path) -> None:
         ax.set(xscale="log", xlabel="labeled images", ylabel="accuracy %", title=eval_set)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    save_figure(fig, out, dpi=100)
+
+
+def save_figure(fig: plt.Figure, out: Path, *, dpi: int) -> None:
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)

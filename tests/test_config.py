@@ -56,3 +56,18 @@ def test_every_config_key_has_a_documented_flag():
     assert flags["iterations"].help.endswith("(default: 1500)") and flags["progress"].help.endswith("(default: on)")
     args = parser.parse_args(["train", "--n-labeled", "7", "--eval", "a=b.csv", "--no-progress"])
     assert (args.n_labeled, args.eval, args.progress) == (7, [("a", "b.csv")], False)
+
+
+def test_pets_12k_32_is_pets_12k_served_at_32_px():
+    import numpy as np
+
+    from sgan.data import split_pool
+
+    small, big = resolve(overrides={"preset": "pets-12k-32"}), resolve(overrides={"preset": "pets-12k"})
+    differ = {k for k, v in small.to_dict().items() if big.to_dict()[k] != v}
+    assert differ == {"preset", "image_size"} and small.image_size == 32 and small.model == "resnet18"
+    labels = np.repeat([0, 1], 6000)  # the pool's 6,000 cats and 6,000 dogs
+    split = split_pool(labels, n_labeled=small.n_labeled, seed=0, num_classes=2, val_per_class=small.val_per_class,
+                       test_per_class=small.test_per_class)
+    assert [len(split.test), len(split.validation), len(split.labeled), len(split.unlabeled)] == [1000, 1000, 100, 9900]
+    assert np.bincount(labels[split.labeled]).tolist() == [50, 50]

@@ -77,3 +77,18 @@ def test_adabn_reestimates_batchnorm_on_the_given_images_only():
         h = adapted.core[:4](x)  # noise layer off in eval: exact features
     assert torch.allclose(bn.running_mean, h.mean(dim=(0, 2, 3)), atol=1e-4)
     assert torch.equal(clf.core[4].running_mean, torch.zeros(64))  # the original is untouched
+
+
+def test_photos_are_mirrored_in_training_and_digits_never(digits_csv, tmp_path, monkeypatch):
+    from test_folders import make_pets
+
+    flipped = []
+    real = sgan.methods.build.random_flip
+    monkeypatch.setattr(sgan.methods.build, "random_flip", lambda x, g: (flipped.append(x.shape), real(x, g))[1])
+    train(data=str(make_pets(tmp_path / "pets")), model="resnet18", image_size=32, methods=["conventional"],
+          out=str(tmp_path / "photos"), **{**TINY, "n_labeled": 4})
+    assert flipped and set(flipped) == {(8, 3, 32, 32)}  # the training batches, nothing evaluated
+    flipped.clear()
+    train(data=str(digits_csv), methods=["conventional", "sgan+aug"], pseudo_label_weight=1.0,
+          out=str(tmp_path / "digits"), **TINY)
+    assert flipped == []

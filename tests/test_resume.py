@@ -14,6 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sgan import SganError
+
 SETTINGS = ["--n-labeled", "20", "--iterations", "40", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
             "--checkpoint-every", "1", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
             "--threads", "1", "--no-progress"]
@@ -204,3 +206,21 @@ def test_a_stopped_run_is_pointed_to_resume(reference, tmp_path):
     (run / "config.json").write_bytes((reference / "config.json").read_bytes())
     r = subprocess.run([sys.executable, "-m", "sgan", "train", "--out", str(run)], capture_output=True, text=True)
     assert r.returncode == 2 and f"continue it with: sgan train --resume {run}" in r.stderr
+
+
+def test_a_checkpoint_from_before_a_config_key_existed_resumes(reference, tmp_path):
+    """A key added since the checkpoint was written stands for its default, as in config.json."""
+    from sgan.checkpoint import load_state, save_state
+    from sgan.distributed import ranks_from_env
+    from sgan.run import RunFolder
+    from sgan.state import read_checkpoint
+
+    tensors, state = load_state(reference / "checkpoint.safetensors")
+    older = {k: v for k, v in state["config"].items() if k not in ("aug_policy", "aug_jitter")}
+    cfg = RunFolder(reference).read_config()
+    save_state(tmp_path / "old.safetensors", tensors, {**state, "config": older})
+    saved = read_checkpoint(tmp_path / "old.safetensors", ranks_from_env(), cfg, state["data"])
+    assert saved is not None and saved.done.keys() == state["done"].keys()
+    save_state(tmp_path / "other.safetensors", tensors, {**state, "config": {**older, "aug_jitter": 0.3}})
+    with pytest.raises(SganError, match="another config .aug_jitter: 0.3, this run's: 0.1"):
+        read_checkpoint(tmp_path / "other.safetensors", ranks_from_env(), cfg, state["data"])

@@ -37,3 +37,24 @@ def test_random_affine_changes_each_image_differently_and_is_seeded():
     assert not torch.equal(a[0], a[1])  # per-image parameters
     identity = random_affine(x, degrees=0, translate=0, scale=0)
     assert torch.allclose(identity, x, atol=1e-5)
+
+
+def test_photo_views_mirror_about_half_the_batch_and_digit_views_never_do():
+    from sgan.config import Config
+    from sgan.methods import augmentation
+
+    still = Config(aug_degrees=0, aug_translate=0, aug_scale=0, aug_jitter=0)  # only the flip left
+    x = torch.rand(200, 3, 6, 6) * 2 - 1
+    v = augmentation(still, 3, torch.Generator().manual_seed(0))(x)
+    same = torch.isclose(v, x, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(v, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert (same ^ mirrored).all()  # each image is itself or its mirror image
+    assert 70 < int(mirrored.sum()) < 130
+    digits = torch.rand(200, 1, 6, 6) * 2 - 1
+    assert torch.allclose(augmentation(still, 1, torch.Generator().manual_seed(0))(digits), digits, atol=1e-5)
+    jitter = augmentation(Config(aug_degrees=0, aug_translate=0, aug_scale=0, aug_jitter=0.2), 3,
+                          torch.Generator().manual_seed(0))(x)
+    assert (jitter.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))).abs().max() <= 0.2 + 1e-5  # brightness +- 0.2
+    assert not torch.allclose(jitter, v)
+    assert torch.equal(augmentation(still, 3, torch.Generator().manual_seed(1))(x),
+                       augmentation(still, 3, torch.Generator().manual_seed(1))(x))  # seeded

@@ -73,7 +73,7 @@ class Config:
     test_data: str | None = option(None, "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder "
                                    "sets it)")
     submit: bool = option(False, "write submission.csv for --test-data from the method best on validation")
-    preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k or pets-12k")
+    preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k, pets-12k or pets-12k-32")
     n_labeled: int = option(100, "class-balanced labeled budget", within="[1, inf)")
     labels_csv: str | None = option(None, "a filled-in picks.csv from sgan suggest-labels: these images, with these "
                                     "labels, are the labeled set")
@@ -113,6 +113,12 @@ class Config:
                                            within="(0, 1]")
     split_bn: bool = option(False, "SGAN: labeled and unlabeled images in separate BatchNorm batches, running "
                             "statistics from the labeled ones (for an unlabeled source from another distribution)")
+    aug_policy: str = option("auto", "augmentation (+aug methods, pseudo-label views): affine (rotation, shift, zoom), "
+                             "photo (also left-right flips and brightness/contrast jitter), or auto: photo for "
+                             "3-channel images, affine for 1-channel ones (digits are never flipped)",
+                             choices=("auto", "affine", "photo"))
+    aug_jitter: float = option(0.1, "photo augmentation: brightness shift and contrast gain, +- this",
+                               within="[0, 1]")
     aug_degrees: float = option(10.0, "augmentation (+aug methods, pseudo-label views): rotation range, +- degrees",
                                 within="[0, 180]")
     aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size", within="[0, 1]")

@@ -49,6 +49,12 @@ def pets_12k() -> dict[str, Any]:
     }
 
 
+def pets_12k_32() -> dict[str, Any]:
+    """Pets-12k's split and rules with every image served at 32 px: the protocol that fits a
+    2-core CPU (BENCHMARK.md, Pets-12k-32)."""
+    return {**pets_12k(), "image_size": 32}
+
+
 def kaggle_layout(data: str) -> dict[str, Any] | None:
     """A Kaggle Kannada-MNIST folder: train.csv is the labeled pool, Dig-MNIST.csv the holdout,
     test.csv the submission set (any of them can be the unlabeled source)."""
@@ -63,7 +69,7 @@ def kaggle_layout(data: str) -> dict[str, Any] | None:
     return values
 
 
-PRESETS = {"kannada-10k": kannada_10k, "pets-12k": pets_12k}
+PRESETS = {"kannada-10k": kannada_10k, "pets-12k": pets_12k, "pets-12k-32": pets_12k_32}
 
 
 def preset_values(name: str) -> dict[str, Any]:

@@ -213,9 +213,10 @@ def read_checkpoint(path: Path, ranks: Ranks, cfg: Config, data: str) -> Saved |
         return None
     tensors, state = load_state(path)
     mine = cfg.to_dict()
-    if differ := sorted(k for k in {*mine, *state["config"]} if mine.get(k) != state["config"].get(k)):
+    theirs = {**Config().to_dict(), **state["config"]}  # a key newer than the checkpoint: its default then
+    if differ := sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k)):
         raise SganError(f"{path} was written by a run of another config ({differ[0]}: "
-                        f"{state['config'].get(differ[0])!r}, this run's: {mine.get(differ[0])!r}); not resumed")
+                        f"{theirs.get(differ[0])!r}, this run's: {mine.get(differ[0])!r}); not resumed")
     if state.get("data", data) != data:  # older checkpoints carry no fingerprint
         raise SganError(f"{path} was written on other data than this run's config reads now "
                         "(the files changed); not resumed")

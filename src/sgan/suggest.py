@@ -27,7 +27,7 @@ from . import losses
 from .files import atomic, atomic_write_text, csv_text
 from .config import Config
 from .data.prepare import candidate_pool
-from .data.transforms import random_affine, to_model_range
+from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
 from .models import build_classifier
 from .run import SuggestFolder
@@ -44,11 +44,7 @@ def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     to 15% and zoomed up to 20%; colour images also get their own brightness and contrast, or
     colour alone would tell one image's views from another's."""
     v = random_affine(x, degrees=20, translate=0.15, scale=0.2, generator=generator)
-    if x.shape[1] == 3:
-        shift, gain = (torch.rand(2, len(x), 1, 1, 1, generator=generator) * 2 - 1) * 0.4  # (B, 1, 1, 1) each
-        mean = v.mean(dim=(1, 2, 3), keepdim=True)
-        v = ((v - mean) * (1 + gain) + mean + shift).clamp(-1, 1)
-    return v
+    return colour_jitter(v, 0.4, generator) if x.shape[1] == 3 else v
 
 
 def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,

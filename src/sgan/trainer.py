@@ -161,7 +161,7 @@ def start_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     streams = RandomStreams.seeded(cfg.seed, streamed=isinstance(data.x_ulb, StreamedFolder))
     torch.manual_seed(cfg.seed)
     method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device,
-                          augment=augmentation(cfg, streams.aug), wrap=partial(data_parallel, ranks=ranks))
+                          augment=augmentation(cfg, data.channels, streams.aug), wrap=partial(data_parallel, ranks=ranks))
     x_lb, y_lb, x_ulb = data.labeled.x, data.labeled.y, data.x_ulb
     if ranks.parallel:  # every rank trains on its own shard
         lb_shard, ulb_shard = shard(len(x_lb), ranks), shard(len(x_ulb), ranks)

@@ -58,3 +58,17 @@ def random_affine(x: torch.Tensor, *, degrees: float, translate: float, scale: f
                          torch.stack([sin, cos, rand[:, 3] * translate * 2], dim=1)], dim=1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def colour_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (B, C, H, W) in [-1, 1] gets its own brightness shift and contrast gain, both
+    uniform in +-strength."""
+    shift, gain = (torch.rand(2, len(x), 1, 1, 1, generator=generator) * 2 - 1).to(x.device) * strength  # (B, 1, 1, 1)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * (1 + gain) + mean + shift).clamp(-1, 1)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Half the images of the batch (B, C, H, W), drawn at random, mirrored left to right."""
+    mirror = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)  # (B,)
+    return torch.where(mirror[:, None, None, None], x.flip(-1), x)

@@ -1,4 +1,4 @@
-"""Training speed of the 28 px SGAN (and, with --photos, the 64 px ResNet18 SGAN at batch 64):
+"""Training speed of the 28 px SGAN (and, with --photos, the ResNet18 SGAN at 32 and 64 px, batch 64):
 iterations/s and classifier images/s, median of repeats after a warm-up, optionally beside the
 Keras peer (../shared/peers/seed_keras_sgan.py) measured in the same run, one after the other.
 --amp / --compile time the bf16 and torch.compile paths. Writes <out>/speed.json and <out>/speed.md.
@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--peer", help="python of a venv with TensorFlow: also time the Keras peer (batch 32)")
     ap.add_argument("--peer-iterations", type=int, default=300)
-    ap.add_argument("--photos", action="store_true", help="also the 64 px ResNet18 SGAN (RGB)")
+    ap.add_argument("--photos", action="store_true", help="also the ResNet18 SGAN on RGB photos")
+    ap.add_argument("--photo-sizes", nargs="+", type=int, default=[32, 64])
     ap.add_argument("--photo-batch", type=int, default=64)
     ap.add_argument("--photo-iterations", type=int, default=20, help="iterations per repeat for --photos")
+    ap.add_argument("--photo-warmup", type=int, default=5)
     ap.add_argument("--amp", action="store_true", help="bf16 autocast")
     ap.add_argument("--compile", action="store_true", help="torch.compile both networks")
     ap.add_argument("--out", default="benchmarks/results/speed")
@@ -83,14 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     dtype = "bf16 autocast" if args.amp else "float32"
     fast = {"amp": args.amp, "compile": args.compile}
-    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, **fast), 1, args.iterations) for b in args.batch]
+    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, **fast), 1, args.iterations, args.warmup)
+             for b in args.batch]
     if args.photos:
-        cells.append(("sgan ResNet18 64 px", Config(batch_size=args.photo_batch, model="resnet18", image_size=64, **fast), 3,
-                      args.photo_iterations))
+        cells += [(f"sgan ResNet18 {size} px", Config(batch_size=args.photo_batch, model="resnet18", image_size=size,
+                                                      **fast), 3, args.photo_iterations, args.photo_warmup)
+                  for size in args.photo_sizes]
     rows = [summary(name + (" compiled" if args.compile else ""), cfg.batch_size,
-                    time_sgan(cfg, device, channels=channels, iterations=iterations, warmup=args.warmup,
+                    time_sgan(cfg, device, channels=channels, iterations=iterations, warmup=warmup,
                               repeats=args.repeats), args.device, dtype, torch.get_num_threads())
-            for name, cfg, channels, iterations in cells]
+            for name, cfg, channels, iterations, warmup in cells]
     if args.peer:
         rows.append(summary("Keras peer", 32, time_peer(args.peer, iterations=args.peer_iterations, repeats=3),
                             "cpu", "float32", "TF default"))

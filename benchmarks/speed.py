@@ -1,10 +1,12 @@
 """Training speed of the 28 px SGAN (and, with --photos, the ResNet18 SGAN at 32 and 64 px, batch 64):
 iterations/s and classifier images/s, median of repeats after a warm-up, optionally beside the
 Keras peer (../shared/peers/seed_keras_sgan.py) measured in the same run, one after the other.
---amp / --compile time the bf16 and torch.compile paths. Writes <out>/speed.json and <out>/speed.md.
+--amp / --compile time the bf16 and torch.compile paths; --amp both also times float32 first, in the same
+run (the ratio is the measure). Writes <out>/speed.json and <out>/speed.md.
 
     python benchmarks/speed.py --batch 32 64 --peer /tmp/tfenv/bin/python
     python benchmarks/speed.py --device cuda --batch 64 --photos --amp --compile
+    python benchmarks/speed.py --batch 32 --photos --amp both     # float32 and bf16 in one run
 """
 
 from __future__ import annotations
@@ -78,22 +80,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--photo-batch", type=int, default=64)
     ap.add_argument("--photo-iterations", type=int, default=20, help="iterations per repeat for --photos")
     ap.add_argument("--photo-warmup", type=int, default=5)
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast")
+    ap.add_argument("--amp", nargs="?", const="on", choices=("on", "both"),
+                    help="bf16 autocast; 'both': float32 then bf16, each cell one after the other")
     ap.add_argument("--compile", action="store_true", help="torch.compile both networks")
     ap.add_argument("--out", default="benchmarks/results/speed")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    dtype = "bf16 autocast" if args.amp else "float32"
-    fast = {"amp": args.amp, "compile": args.compile}
-    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, **fast), 1, args.iterations, args.warmup)
-             for b in args.batch]
+    amps = {None: [False], "on": [True], "both": [False, True]}[args.amp]
+    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, amp=amp, compile=args.compile), 1, args.iterations,
+              args.warmup) for b in args.batch for amp in amps]
     if args.photos:
         cells += [(f"sgan ResNet18 {size} px", Config(batch_size=args.photo_batch, model="resnet18", image_size=size,
-                                                      **fast), 3, args.photo_iterations, args.photo_warmup)
-                  for size in args.photo_sizes]
+                                                      amp=amp, compile=args.compile), 3, args.photo_iterations,
+                   args.photo_warmup) for size in args.photo_sizes for amp in amps]
     rows = [summary(name + (" compiled" if args.compile else ""), cfg.batch_size,
                     time_sgan(cfg, device, channels=channels, iterations=iterations, warmup=warmup,
-                              repeats=args.repeats), args.device, dtype, torch.get_num_threads())
+                              repeats=args.repeats), args.device, "bf16 autocast" if cfg.amp else "float32",
+                    torch.get_num_threads())
             for name, cfg, channels, iterations, warmup in cells]
     if args.peer:
         rows.append(summary("Keras peer", 32, time_peer(args.peer, iterations=args.peer_iterations, repeats=3),

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve
-from .errors import Interrupted, SganError
+from .errors import Interrupted, SganError, on_signals
 from .files import check_target
 from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
 from .sweep import SWEEP_FIELDS, Sweep
@@ -239,28 +236,16 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict":
             "report": cmd_report, "suggest-labels": cmd_suggest}
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
+def stop_now(signum: int, frame: Any) -> NoReturn:
     """SIGINT and SIGTERM stop a command at once, with one line; the training loop sets its own
-    handlers for the time it runs, to finish the step and checkpoint first."""
-    def stop(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
-        yield
-        return
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    handler for the time it runs, to finish the step and checkpoint first."""
+    raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with stop_on_signals():
+        with on_signals(stop_now):
             COMMANDS[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)

@@ -2,6 +2,9 @@
 or 128 + the signal's number (stopped)."""
 
 import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 
 class SganError(Exception):
@@ -20,3 +23,18 @@ class Interrupted(Exception):
         super().__init__(f"stopped by {name}" + (f" {message}" if message else ""))
         self.signum = signum
         self.quiet = quiet  # data-parallel ranks other than 0: rank 0 says it
+
+
+@contextmanager
+def on_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs, the previous handlers after it
+    (only where handlers can be set: the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

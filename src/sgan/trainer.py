@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from .data.prepare import LabeledTensors
 from .data.stream import StreamedFolder, TrainingBatches
 from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
                           ranks_from_env, shard)
-from .errors import Interrupted, SganError, WriteError
+from .errors import Interrupted, SganError, WriteError, on_signals
 from .evaluate import accuracy, evaluate, load, write_submission
 from .methods import Method, augmentation, build_method
 from .registry import REGISTRY
@@ -78,22 +77,10 @@ class StopRequest:
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopRequest]:
-    """SIGINT and SIGTERM ask the running method to finish its step, checkpoint and stop
-    (only where handlers can be set: the main thread)."""
+    """SIGINT and SIGTERM ask the running method to finish its step, checkpoint and stop."""
     stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
+    with on_signals(lambda signum, frame: setattr(stop, "signum", signum)):
         yield stop
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        stop.signum = signum
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def warn_skipped(run: RunFolder, skipped: list[tuple[str, str]]) -> None:

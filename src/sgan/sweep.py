@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import statistics
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .files import atomic_write_text, csv_text
 from .config import option
-from .errors import SganError
+from .errors import Interrupted, SganError
 from .registry import REGISTRY
 from .run import Metrics, RunFolder, SweepFolder
 
-POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
+POOL = "pool"
+STOP_SECONDS = 20  # how long a stopped cell may take to finish its step before it is killed  # the unlabeled rest of the labeled pool: inductive
 
 
 @dataclass
@@ -58,7 +60,9 @@ class Sweep:
 SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table
 
 
-def _run_cell(values: dict[str, Any], threads: int) -> str:
+def _run_cell(values: dict[str, Any], threads: int, errors: Any) -> None:
+    """One cell in its own process; its one-line error goes to the pipe `errors`, a signal ends
+    it quietly."""
     import torch
 
     from .trainer import train
@@ -67,29 +71,50 @@ def _run_cell(values: dict[str, Any], threads: int) -> str:
     try:
         train(overwrite=True, **values)  # a cell without metrics.json is unfinished: start it over
     except SganError as e:
-        return f"{values['out']}: {e}"
-    return ""
+        errors.send(f"{values['out']}: {e}")
+        sys.exit(1)
+    except Interrupted as e:  # Ctrl-C reaches the whole process group; the parent says it
+        sys.exit(128 + e.signum)
+
+
+def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> None:
+    """Each cell in a spawned process (no forked torch state), `workers` at a time. A failed cell
+    or a signal to this process stops the running cells within STOP_SECONDS: an unfinished cell
+    starts over on the next run."""
+    from tqdm import tqdm
+
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    waiting, running, errors = list(cells), [], {}  # errors: each process's reading end of its pipe
+    bar = tqdm(total=len(cells), desc=f"sweep ({len(cells)} cells to run)", disable=not progress)
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                errors_out, errors_in = ctx.Pipe(duplex=False)  # a pipe, not a queue: no semaphore to leak on kill
+                running.append(ctx.Process(target=_run_cell, args=(waiting.pop(0), threads, errors_in)))
+                errors[running[-1]] = errors_out
+                running[-1].start()
+            multiprocessing.connection.wait([p.sentinel for p in running])
+            for p in [p for p in running if p.exitcode is not None]:
+                running.remove(p)
+                bar.update()
+                if p.exitcode:
+                    error = errors[p].recv() if errors[p].poll() else f"a cell ended with exit code {p.exitcode}"
+                    raise SganError(error)
+    finally:  # SIGTERM: a cell in training finishes its step and exits cleanly; one that lingers is killed
+        for p in running:
+            p.terminate()
+        for p in running:
+            p.join(timeout=STOP_SECONDS)
+            p.kill()
+            p.join()
+        bar.close()
 
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
-    threads = max(1, (os.cpu_count() or 1) // sweep.workers)
     if todo:
-        from tqdm import tqdm
-
-        ctx = multiprocessing.get_context("spawn")  # no forked torch state in the workers
-        with ProcessPoolExecutor(max_workers=sweep.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_cell, c, threads) for c in todo]
-            try:
-                for f in tqdm(futures, desc=f"sweep ({len(todo)} cells to run)",
-                              disable=not sweep.base.get("progress", True)):
-                    if error := f.result():
-                        raise SganError(error)
-            except BaseException:  # a failed cell or a signal: the running cells checkpoint and stop too
-                pool.shutdown(wait=False, cancel_futures=True)
-                for worker in multiprocessing.active_children():
-                    worker.terminate()
-                raise
+        run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))
     results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
     write_report(results, SweepFolder(sweep.out))
     return results

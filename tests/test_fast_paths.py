@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from sgan.config import Config
-from sgan.methods import build_method
+from sgan.methods import build, build_method
+from sgan.methods.base import bf16_is_fast
 from sgan.trainer import train
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -46,7 +47,7 @@ def assert_close_losses(fast: list[dict[str, float]], plain: list[dict[str, floa
 
 
 def test_bf16_autocast_matches_float32_on_cpu():
-    plain, plain_dtypes = sgan_steps(torch.device("cpu"))
+    plain, plain_dtypes = sgan_steps(torch.device("cpu"), amp=False)
     fast, fast_dtypes = sgan_steps(torch.device("cpu"), amp=True)
     assert set(plain_dtypes) == {torch.float32}
     assert set(fast_dtypes) == {torch.bfloat16}  # autocast really ran the classifier in bf16
@@ -54,14 +55,30 @@ def test_bf16_autocast_matches_float32_on_cpu():
     assert_close_losses(fast, plain, rel=0.03)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_amp_by_default_where_bf16_is_fast(monkeypatch, fast):
+    monkeypatch.setattr(build, "bf16_is_fast", lambda device: fast)
+    for name in ("supervised", "sgan"):
+        assert build_method(name, Config(), channels=1, num_classes=10, device=torch.device("cpu")).amp is fast
+        for amp in (True, False):  # a setting the user gave wins
+            assert build_method(name, Config(amp=amp), channels=1, num_classes=10, device=torch.device("cpu")).amp is amp
+
+
+def test_bf16_is_fast_on_a_cpu_only_with_amx(monkeypatch):
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+        assert bf16_is_fast(torch.device("cpu")) is amx
+
+
 @CUDA
 def test_cuda_plain_matches_cpu():
-    assert_close_losses(sgan_steps(torch.device("cuda"))[0], sgan_steps(torch.device("cpu"))[0], rel=1e-3)
+    assert_close_losses(sgan_steps(torch.device("cuda"), amp=False)[0], sgan_steps(torch.device("cpu"), amp=False)[0],
+                        rel=1e-3)
 
 
 @CUDA
 def test_cuda_bf16_and_compile_match_plain():
-    plain, _ = sgan_steps(torch.device("cuda"))
+    plain, _ = sgan_steps(torch.device("cuda"), amp=False)
     fast, dtypes = sgan_steps(torch.device("cuda"), amp=True, compile=True)
     assert torch.bfloat16 in dtypes
     assert_close_losses(fast, plain, rel=0.03)

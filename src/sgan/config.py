@@ -137,7 +137,9 @@ class Config:
     device: str = option("auto", "auto, cpu or cuda")
     channels_last: bool = option(True, "NHWC memory layout for the networks (faster convolutions on CPU and tensor "
                                  "cores; same results within float tolerance)")
-    amp: bool = option(False, "bfloat16 autocast of the forward passes (GPUs; CPUs without bf16 units get slower)")
+    amp: bool | None = option(None, "bfloat16 autocast of the forward passes; default: on where bf16 is fast (CUDA "
+                              "GPUs with bf16, CPUs with AMX units), off elsewhere (CPUs without bf16 units get "
+                              "slower)")
     compile: bool = option(False, "torch.compile both networks (GPUs; slower on the 2-core CPU measured)")
     out: str | None = option(None, "run folder (default: runs/<timestamp>)")
     progress: bool = option(True, "show a progress bar")

@@ -23,8 +23,8 @@ from .errors import Interrupted, SganError
 from .registry import REGISTRY
 from .run import Metrics, RunFolder, SweepFolder
 
-POOL = "pool"
-STOP_SECONDS = 20  # how long a stopped cell may take to finish its step before it is killed  # the unlabeled rest of the labeled pool: inductive
+POOL = "pool"  # the unlabeled rest of the labeled pool: inductive
+STOP_SECONDS = 20  # how long a stopped cell may take to finish its step before it is killed
 
 
 @dataclass

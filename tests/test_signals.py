@@ -19,7 +19,10 @@ def stop(process: subprocess.Popen, signum: int, *, within: float) -> str:
     """Send the signal; the process must end within `within` seconds, with one stderr line."""
     sent = time.monotonic()
     process.send_signal(signum)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a process that did not stop must not outlive its test
     took = time.monotonic() - sent
     assert took < within, (took, err)
     assert process.returncode == 128 + signum, err

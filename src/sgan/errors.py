@@ -15,8 +15,10 @@ class WriteError(SganError):
     """An output file could not be written (no space, no permission, no such folder)."""
 
 
-class Interrupted(Exception):
-    """SIGINT/SIGTERM stopped the command; `message` says what was kept."""
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM stopped the command; `message` says what was kept. A BaseException, like
+    KeyboardInterrupt, so that a library's `except Exception` cannot swallow it: a SIGINT raised
+    while torch was being imported on a loaded machine once vanished so, and the run trained on."""
 
     def __init__(self, signum: int, message: str = "", *, quiet: bool = False) -> None:
         name = signal.Signals(signum).name

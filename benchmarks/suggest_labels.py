@@ -23,6 +23,7 @@ from sgan.suggest import suggest_labels
 from sgan.trainer import train
 
 ARMS = ("suggested", "random", "balanced")
+SCORED = ("holdout", "holdout+adabn", "test")  # reported beside validation where the protocol has them
 
 
 def filled_picks(cfg, folder: Path, strategy: str, budget: int, pretext_iterations: int) -> tuple[Path, list[int]]:
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--pretext-iterations", type=int, default=1500)
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
     args = ap.parse_args(argv)
     values = read_config_file(args.config, section="sweep")
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for seed in args.seeds:
         cfg = resolve(values, {"seed": seed, "methods": [args.method], "n_labeled": args.budget, "progress": False})
-        for arm in ARMS:
+        for arm in args.arms:
             run = RunFolder(out / f"{arm}_seed{seed}")
             extra, counts = {}, None
             if arm != "balanced":
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                 metrics = train(cfg, overwrite=True, out=str(run.path), **extra)
             counts = counts or metrics.protocol.sets["labeled"]["per_class"]
             results.append({"seed": seed, "arm": arm, "per_class": counts, **{
-                k: v for k, v in metrics.methods[args.method].accuracy.items() if k in ("val", "holdout", "holdout+adabn")}})
+                k: v for k, v in metrics.methods[args.method].accuracy.items() if k in ("val", *SCORED)}})
             print(json.dumps(results[-1]), flush=True)
             write_tables(out, args, results)  # after every run: a stopped benchmark keeps what it measured
 
@@ -83,8 +85,11 @@ def write_tables(out: Path, args: argparse.Namespace, results: list[dict]) -> No
     out.mkdir(parents=True, exist_ok=True)
     (out / "suggest_labels.json").write_text(json.dumps({"config": args.config, "method": args.method,
                                                          "budget": args.budget, "results": results}, indent=2))
-    lines = [f"| picks ({args.budget} labels) | val % mean +- std | holdout % mean +- std | per seed (val) | "
-             "classes covered / smallest class (per seed) |", "|---|---:|---:|---|---|"]
+    scored = [k for k in ("holdout", "test") if any(k in r for r in results)]
+    lines = [f"| picks ({args.budget} labels) | val % mean +- std | "
+             + "".join(f"{k} % mean +- std | " for k in scored)
+             + "per seed (val) | classes covered / smallest class (per seed) |",
+             "|---|---:|" + "---:|" * len(scored) + "---|---|"]
     for arm in ARMS:
         mine = [r for r in results if r["arm"] == arm]
         if not mine:
@@ -96,7 +101,7 @@ def write_tables(out: Path, args: argparse.Namespace, results: list[dict]) -> No
 
         balance = ", ".join(f"{sum(c > 0 for c in r['per_class'])} / {min(r['per_class'])}" for r in mine)
         per_seed = ", ".join(f"{100 * r['val']:.2f}" for r in mine)
-        lines.append(f"| {arm} | {stat('val')} | {stat('holdout')} | {per_seed} | {balance} |")
+        lines.append(f"| {arm} | {stat('val')} | " + "".join(f"{stat(k)} | " for k in scored) + f"{per_seed} | {balance} |")
     (out / "suggest_labels.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sgan.config import Config
-from sgan.methods import build, build_method
+from sgan.methods import base, build_method
 from sgan.methods.base import bf16_is_fast
 from sgan.trainer import train
 
@@ -57,7 +57,7 @@ def test_bf16_autocast_matches_float32_on_cpu():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_amp_by_default_where_bf16_is_fast(monkeypatch, fast):
-    monkeypatch.setattr(build, "bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr(base, "bf16_is_fast", lambda device: fast)
     for name in ("supervised", "sgan"):
         assert build_method(name, Config(), channels=1, num_classes=10, device=torch.device("cpu")).amp is fast
         for amp in (True, False):  # a setting the user gave wins

@@ -29,6 +29,7 @@ from .config import Config
 from .data.prepare import candidate_pool
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
+from .methods.base import amp_enabled, autocast
 from .models import build_classifier
 from .run import SuggestFolder
 
@@ -53,7 +54,10 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     image lie closer than views of the other images of the batch (Chen et al. 2020), then return
     its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
-    net = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1], num_classes=128).to(device)
+    amp = amp_enabled(cfg.amp, device)
+    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    net = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1],
+                           num_classes=128).to(device, memory_format=layout)
     net.eval()  # the width of the features, without touching BatchNorm's statistics
     with torch.no_grad():
         width = net.features(x[:2].to(device)).shape[1]
@@ -64,7 +68,9 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     for _ in tqdm(range(iterations), desc="contrastive pretext", disable=not progress, leave=False):
         batch = x[torch.randint(len(x), (PRETEXT_BATCH,), generator=gen)]
         pair = torch.cat([views(batch, gen), views(batch, gen)]).to(device)  # (2B, C, H, W)
-        loss = losses.contrastive_loss(project(net.features(pair)), TEMPERATURE)
+        with autocast(pair, amp):
+            z = project(net.features(pair))  # (2B, 128)
+        loss = losses.contrastive_loss(z.float(), TEMPERATURE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -43,6 +43,11 @@ def bf16_is_fast(device: torch.device) -> bool:
     return device.type == "cpu" and amx is not None and bool(amx())
 
 
+def amp_enabled(amp: bool | None, device: torch.device) -> bool:
+    """The config's --amp/--no-amp, else bf16 wherever it is fast."""
+    return amp if amp is not None else bf16_is_fast(device)
+
+
 def autocast(x: torch.Tensor, enabled: bool) -> torch.autocast:
     """bfloat16 forward passes when enabled (losses that need float32 get it from autocast; no
     gradient scaling, bf16 has float32's range); backward passes run outside it."""

@@ -12,7 +12,7 @@ from ..config import Config
 from ..data.transforms import colour_jitter, random_affine, random_flip
 from ..models import build_classifier, build_generator
 from ..registry import REGISTRY
-from .base import Augment, Method, Wrap, bf16_is_fast, same
+from .base import Augment, Method, Wrap, amp_enabled, same
 from .sgan import SGAN
 from .supervised import Supervised
 
@@ -41,7 +41,7 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     view (one more draw of the same ranges: twice them was too strong, 87.0 vs 89.0% on
     Dig-MNIST at n = 1,000, seed 0, see docs/results.md)."""
     spec = REGISTRY[name]
-    amp = cfg.amp if cfg.amp is not None else bf16_is_fast(device)
+    amp = amp_enabled(cfg.amp, device)
     augment = augment or augmentation(cfg, channels)
     views = augment if spec.conventional else same
     layout = torch.channels_last if cfg.channels_last else torch.contiguous_format

@@ -155,6 +155,22 @@ def test_resnet18_sgan_end_to_end_on_folders(tmp_path):
     assert all(0.5 <= float(r["confidence"]) <= 1 for r in rows)
 
 
+def test_decoding_workers_start_under_spawn(tmp_path):
+    """A sweep's cells are spawned processes, whose own loader workers are spawned too: what the
+    loader sends them must pickle (a lambda did not, and every sweep over a folder failed)."""
+    root = make_pets(tmp_path / "pets", per_class=3)
+    code = ("import multiprocessing, sys\n"
+            "from pathlib import Path\n"
+            "from sgan.data.folders import read_folder\n"
+            "if __name__ == '__main__':\n"
+            "    multiprocessing.set_start_method('spawn')\n"
+            "    s = read_folder(Path(sys.argv[1]), size=16, channels=3, workers=2)\n"
+            "    print(s.images.shape)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(6, 3, 16, 16)"
+
+
 def test_one_class_folder_is_a_clear_cli_error(tmp_path):
     (tmp_path / "only").mkdir()
     for i in range(5):

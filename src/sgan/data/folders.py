@@ -68,6 +68,12 @@ class Decoder(torch.utils.data.Dataset):
             return i, None, f"{type(e).__name__}: {e}".splitlines()[0]
 
 
+def as_is(item: tuple[int, np.ndarray | None, str]) -> tuple[int, np.ndarray | None, str]:
+    """The loader's collate function: the item unchanged (a module-level function, so that
+    worker processes started by spawn, as in a sweep's cells, can unpickle it)."""
+    return item
+
+
 def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """(N_ok, C, size, size) uint8 for the decodable files, in order, the (N,) mask of which
     files those are, and [(path, reason)] for the rest."""
@@ -75,7 +81,7 @@ def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> 
     ok = np.zeros(len(paths), dtype=bool)
     skipped = []
     loader = torch.utils.data.DataLoader(Decoder(paths, size, channels), batch_size=None, num_workers=workers,
-                                         collate_fn=lambda item: item)
+                                         collate_fn=as_is)
     for i, image, reason in loader:
         if image is None:
             skipped.append((str(paths[i]), reason))

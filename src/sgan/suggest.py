@@ -30,7 +30,7 @@ from .data.prepare import candidate_pool
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
 from .methods.base import amp_enabled, autocast
-from .models import build_classifier
+from .models import build_classifier, memory_format
 from .run import SuggestFolder
 
 STRATEGIES = ("representative", "random")
@@ -55,9 +55,8 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
     amp = amp_enabled(cfg.amp, device)
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
     net = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1],
-                           num_classes=128).to(device, memory_format=layout)
+                           num_classes=128).to(device, memory_format=memory_format(cfg))
     net.eval()  # the width of the features, without touching BatchNorm's statistics
     with torch.no_grad():
         width = net.features(x[:2].to(device)).shape[1]

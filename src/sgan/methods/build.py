@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import Config
 from ..data.transforms import colour_jitter, random_affine, random_flip
-from ..models import build_classifier, build_generator
+from ..models import build_classifier, build_generator, memory_format
 from ..registry import REGISTRY
 from .base import Augment, Method, Wrap, amp_enabled, same
 from .sgan import SGAN
@@ -44,7 +44,7 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     amp = amp_enabled(cfg.amp, device)
     augment = augment or augmentation(cfg, channels)
     views = augment if spec.conventional else same
-    layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    layout = memory_format(cfg)
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device, memory_format=layout)
     if cfg.compile:  # in place: checkpoints keep the plain module's keys
         classifier.compile()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
 from torch import nn
 
 from .digits import DigitClassifier, DigitGenerator, GaussianNoise
@@ -21,6 +22,11 @@ def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Modu
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
 
 
+def memory_format(cfg: Config) -> torch.memory_format:
+    """The networks' layout: channels_last (NHWC) unless --no-channels-last."""
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
 def build_generator(cfg: Config, *, channels: int) -> nn.Module:
     if cfg.model == "resnet18":
         return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
@@ -28,4 +34,4 @@ def build_generator(cfg: Config, *, channels: int) -> nn.Module:
 
 
 __all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet18Classifier",
-           "build_classifier", "build_generator"]
+           "build_classifier", "build_generator", "memory_format"]

@@ -50,6 +50,8 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert len(split["validation"]) == pytest.approx(1797 * 0.2, abs=10)
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["step"] for r in steps if "loss_d" in r} == {3, 6, 9, 12}
+    seconds = [r["seconds"] for r in steps if r.get("method") == "sgan" and "val" in r]  # training time so far
+    assert len(seconds) == 2 and 0 < seconds[0] < seconds[1]
     assert sorted(p.name for p in (run_dir / "samples" / "sgan").iterdir()) == [
         "step_0000006.png", "step_0000012.png"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,31 @@ def test_speed_benchmark_writes_json_and_table(tmp_path):
     assert all(len(r["iters_per_s"]) == 2 and r["median_iters_per_s"] > 0 for r in rows)
     table = (tmp_path / "speed.md").read_text()
     assert "ResNet18 64 px" in table and "ResNet18 32 px" in table and table.count("\n") == 8
+
+
+def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
+    """benchmarks/time_to_accuracy.py at a toy size, the Keras peer replaced by a script that prints
+    the peer's log lines: each target's first crossing, on our clock and on the peer's."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = tmp_path / "tiny.toml"
+    config.write_text('data = "sklearn-digits"\nbatch_size = 8\nlog_every = 3\nthreads = 1\n\n[sweep]\nseeds = [0]\n')
+    fake_peer = tmp_path / "peer.py"  # the peer's --log line format, then its JSON result
+    fake_peer.write_text(
+        "import sys\n"
+        "for it, val, s in [(2, 40.0, 3), (4, 91.5, 7), (6, 88.0, 9)]:\n"
+        "    print(f'[{it}] D_sup loss 1.0000 acc 50.0% | D_unsup loss 0.5000 | G loss 0.7000 | val {val:.2f}% | {s:.0f}s',"
+        " file=sys.stderr)\n"
+        "print('{}')\n")
+    bench.PEER = fake_peer
+    bench.main(["--config", str(config), "--set", "iterations=6", "--eval-every", "3", "--peer", sys.executable,
+                "--peer-iterations", "6", "--targets", "0.5", "0.95", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())
+    ours, peer = report["results"]["sgan sgan+aug"], report["results"]["keras peer (notebook SGAN)"]
+    assert [p["step"] for p in ours["curve"]] == [3, 6] and 0 < ours["curve"][0]["seconds"] < ours["curve"][1]["seconds"]
+    assert peer["reached"]["0.5"] == {"step": 4, "seconds": 7.0, "val": 0.915}
+    assert peer["reached"]["0.95"] is None and peer["best"]["step"] == 4
+    table = (tmp_path / "out" / "time_to_accuracy.md").read_text()
+    assert "7 s (step 4, 91.50%)" in table and "not reached (best 91.50% at 7 s, step 4)" in table

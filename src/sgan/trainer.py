@@ -133,7 +133,9 @@ class Monitor:
                                   step)
         if self.tb is not None:
             self.tb.add_scalar("val_accuracy", val, step)
-        self.log.write(json.dumps({"method": self.name, "step": step, "val": val}) + "\n")
+        # seconds: training time so far, without evaluations (what time-to-accuracy measures)
+        self.log.write(json.dumps({"method": self.name, "step": step, "val": val,
+                                   "seconds": round(training.train_seconds, 3)}) + "\n")
         return val
 
     def close(self) -> None:

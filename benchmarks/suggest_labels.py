@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgan.config import read_config_file, resolve
+from sgan.config import resolve, run_config_file
 from sgan.data.prepare import candidate_pool
 from sgan.run import RunFolder, SuggestFolder
 from sgan.suggest import suggest_labels
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
     args = ap.parse_args(argv)
-    values = read_config_file(args.config, section="sweep")
-    values.pop("sweep", None)
+    values = run_config_file(args.config)
     out = Path(args.out)
     results = []
     for seed in args.seeds:

@@ -22,7 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sgan.config import read_config_file
+from sgan.config import run_config_file
 from sgan.presets import shared_data_root
 from sgan.trainer import train
 
@@ -39,9 +39,7 @@ def first_reaching(curve: list[dict[str, float]], targets: list[float]) -> dict[
 
 
 def ours(config: str, extra: dict[str, Any], *, method: str, eval_every: int, out: Path) -> list[dict[str, float]]:
-    values = read_config_file(config, section="sweep")
-    values.pop("sweep", None)
-    train(**{**values, **extra, "methods": [method], "n_labeled": 100, "seed": 0, "eval_every": eval_every,
+    train(**{**run_config_file(config), **extra, "methods": [method], "n_labeled": 100, "seed": 0, "eval_every": eval_every,
              "out": str(out), "progress": False}, overwrite=True)
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [{"step": r["step"], "seconds": r["seconds"], "val": r["val"]} for r in lines if "val" in r]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from . import __version__
-from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve
+from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve, run_config_file
 from .errors import Interrupted, SganError, on_signals
 from .files import check_target
 from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
@@ -122,11 +122,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_config(args: argparse.Namespace) -> Config:
-    """--config file, then flags. A sweep's config file serves one run too: its [sweep] table is
-    the sweep's and is left out."""
-    values = read_config_file(args.config, section="sweep") if args.config else {}
-    values.pop("sweep", None)
-    return resolve(values, _overrides(args))
+    """--config file (a sweep's serves one run too), then flags."""
+    return resolve(run_config_file(args.config) if args.config else {}, _overrides(args))
 
 
 def cmd_train(args: argparse.Namespace) -> None:

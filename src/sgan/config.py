@@ -225,6 +225,14 @@ def read_config_file(path: str, *, section: str | None = None) -> dict[str, Any]
     return values if extra is None else {**values, section: extra}
 
 
+def run_config_file(path: str) -> dict[str, Any]:
+    """A config file's keys for one run: a sweep's config file serves one run too, its [sweep]
+    table (the sweep's own) left out."""
+    values = read_config_file(path, section="sweep")
+    values.pop("sweep", None)
+    return values
+
+
 def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the preset named anywhere, then the file, then overrides."""
     file_values, overrides = file_values or {}, overrides or {}

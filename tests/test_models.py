@@ -42,6 +42,19 @@ def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
         assert not torch.equal(before[name], p.detach()), f"{name} was not updated"
 
 
+def test_fake_batch_size_sets_the_generated_batch():
+    torch.manual_seed(0)
+    method = build_method("sgan", Config(fake_batch_size=3), channels=1, num_classes=10, device=torch.device("cpu"))
+    sizes = []
+    method.generator.register_forward_hook(lambda module, inputs, output: sizes.append(output.shape))
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    out = method.train_step(x, torch.randint(0, 10, (8,)), x)
+    assert sizes == [(3, 1, 28, 28)]  # one generator forward of 3 images serves both phases
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    for name, p in method.generator.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
 def test_supervised_step_updates_every_classifier_parameter():
     torch.manual_seed(0)
     method = build_method("supervised", Config(), channels=1, num_classes=10, device=torch.device("cpu"))

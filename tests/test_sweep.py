@@ -12,7 +12,8 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     base = {"data": str(digits_csv), "eval": {"holdout": str(holdout)}, "iterations": 3, "batch_size": 8,
             "eval_every": 3, "log_every": 3, "progress": False}
     sweep = Sweep(base=base, budgets=[20, 40], seeds=[0, 1], sources=["pool", "holdout"], workers=2,
-                  out=str(tmp_path / "sweep"), per_source={"holdout": {"pseudo_label_weight": 1.0}})
+                  out=str(tmp_path / "sweep"), per_source={"holdout": {"pseudo_label_weight": 1.0}},
+                  per_budget={"40": {"iterations": 4}})
     run_sweep(sweep)
     out = tmp_path / "sweep"
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -25,6 +26,9 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     assert holdout_cell["protocol"]["pseudo_label_weight"] == 1.0
     pool_cell = json.loads((out / "runs" / "n20_pool_seed0" / "metrics.json").read_text())
     assert pool_cell["protocol"]["pseudo_label_weight"] == 0.0
+    # and for one budget's cells only
+    assert pool_cell["protocol"]["iterations"] == 3
+    assert json.loads((out / "runs" / "n40_holdout_seed1" / "metrics.json").read_text())["protocol"]["iterations"] == 4
     rows = json.loads((out / "summary.json").read_text())
     val = [r for r in rows if r["eval_set"] == "val"]
     assert len(val) == 2 * (4 + 2)  # budgets x (4 methods with the pool + 2 SGAN methods with the holdout)
@@ -32,7 +36,7 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
         assert r["seeds"] == [0, 1] and np.isclose(r["mean"], np.mean(r["values"]))
     md = (out / "table_holdout.md").read_text()
     assert "| 40 | sgan | holdout (transductive), pseudo-labels x1 |" in md and "| 40 | conventional | - |" in md
-    assert "| 40 | sgan | pool |" in md
+    assert "| 40 | sgan | pool |" in md and md.count("| 4 |") == 6 and md.count("| 3 |") == 6
     assert (out / "table_holdout.csv").read_text().startswith("n_labeled,method,unlabeled")
     assert (out / "accuracy_vs_budget.png").stat().st_size > 0
     report = (out / "report.html").read_text()  # the verdict, the plot and one table per evaluation set

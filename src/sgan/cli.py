@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, list(FIELDS))
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
-                    "of budgets, seeds, sources, workers, and [sweep.per_source.SOURCE] tables of config keys for one source's cells")
-    add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in ("base", "per_source")], dest_prefix="sweep_")
+                    "of budgets, seeds, sources, workers, and [sweep.per_budget.N] / [sweep.per_source.SOURCE] tables of config keys for one budget's / source's cells")
+    add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in ("base", "per_source", "per_budget")], dest_prefix="sweep_")
     add_config_flags(sw, [k for k in FIELDS if k not in ("n_labeled", "seed", "unlabeled", "out")])
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")
@@ -157,10 +157,13 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     check_types(table, f"{args.config} [sweep]", SWEEP_FIELDS)
     base = {**values, **_overrides(args)}
     resolve(base)  # every key and value checked before any cell starts
-    for values in table.get("per_source", {}).values():
+    for budget in table.get("per_budget", {}):
+        if not budget.isdigit():
+            raise SganError(f"{args.config}: [sweep.per_budget.{budget}] must name a label budget, e.g. [sweep.per_budget.100]")
+    for values in [*table.get("per_budget", {}).values(), *table.get("per_source", {}).values()]:
         resolve({**base, **values})
     flags = {k.removeprefix("sweep_"): v for k, v in vars(args).items() if k.startswith("sweep_")}
-    sweep = Sweep(base=base, **{**table, **flags})  # per_source comes from the config file only
+    sweep = Sweep(base=base, **{**table, **flags})  # per_budget and per_source come from the config file only
     check_values(sweep, "sweep")
     run_sweep(sweep)
     print(SweepFolder(sweep.out).table("val").read_text(), end="")

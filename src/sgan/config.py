@@ -96,6 +96,9 @@ class Config:
     methods: list[str] = option(["supervised", "sgan"], "methods side by side", choices=METHODS)
     iterations: int = option(1500, "training steps per method", within="[1, inf)")
     batch_size: int = option(32, "labeled and unlabeled batch size", within="[1, inf)")
+    fake_batch_size: int | None = option(None, "SGAN: generated images per step (default: --batch-size); the "
+                                         "generator is most of the 28 px step, so fewer make it cheaper",
+                                         within="[1, inf)")
     lr: float = option(2e-4, "Adam learning rate of both networks", within="(0, inf)")
     lr_schedule: str = option("constant", "constant, or cosine: decay both learning rates to 0 over the iterations",
                               choices=("constant", "cosine"))

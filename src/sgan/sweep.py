@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .files import atomic_write_text, csv_text
-from .config import option
+from .config import Config, option
 from .errors import Interrupted, SganError
 from .registry import REGISTRY
 from .run import Metrics, RunFolder, SweepFolder
@@ -38,6 +38,9 @@ class Sweep:
     # e.g. {"holdout": {"pseudo_label_weight": 3}}
     per_source: dict[str, dict[str, Any]] = option({}, "config values for the cells of one unlabeled source only "
                                                    "([sweep.per_source.SOURCE] tables of a config file)")
+    # e.g. {"100": {"iterations": 4000}}; where both set a key, per_source wins
+    per_budget: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget only "
+                                                   "([sweep.per_budget.N] tables of a config file)")
 
     def cells(self) -> list[dict[str, Any]]:
         """One config per cell; methods that ignore unlabeled images run with the pool source only."""
@@ -51,7 +54,8 @@ class Sweep:
             for n in self.budgets:
                 for seed in self.seeds:
                     name = f"n{n}_{Path(source).stem}_seed{seed}"
-                    cells.append({**self.base, **self.per_source.get(source, {}), "methods": cell_methods, "n_labeled": n, "seed": seed,
+                    cells.append({**self.base, **self.per_budget.get(str(n), {}), **self.per_source.get(source, {}),
+                                  "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
                                   "out": str(folder.cell(name))})
         return cells
@@ -113,6 +117,7 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> N
 
 def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
     todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
+    todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first, so that the workers finish together
     if todo:
         run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))
     results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]

@@ -47,7 +47,7 @@ class SGAN:
     """K-class discriminator: labeled -> cross-entropy, unlabeled -> real, generated -> fake."""
 
     def __init__(self, *, classifier: nn.Module, generator: nn.Module, opt_d: torch.optim.Optimizer,
-                 opt_g: torch.optim.Optimizer, z_dim: int, generator_loss: str = "nonsaturating",
+                 opt_g: torch.optim.Optimizer, z_dim: int, fake_batch_size: int | None = None, generator_loss: str = "nonsaturating",
                  unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  augment: Augment = same, strong_augment: Augment | None = None, wrap: Wrap = same,
@@ -58,6 +58,7 @@ class SGAN:
         self.d_net, self.g_net = wrap(classifier), wrap(generator)
         self.opt_d, self.opt_g = opt_d, opt_g
         self.z_dim, self.generator_loss, self.unlabeled_weight = z_dim, generator_loss, unlabeled_weight
+        self.fake_batch_size = fake_batch_size  # None: as many as unlabeled images
         self.split_bn = split_bn
         self.pseudo_label_weight, self.pseudo_label_threshold = pseudo_label_weight, pseudo_label_threshold
         self.augment, self.strong_augment = augment, strong_augment  # training views; pseudo-label views
@@ -66,7 +67,7 @@ class SGAN:
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
-        z = torch.randn(len(x_ulb), self.z_dim, device=x_ulb.device)
+        z = torch.randn(self.fake_batch_size or len(x_ulb), self.z_dim, device=x_ulb.device)
 
         # Phase 1: discriminator on real images and on fake.detach()
         with autocast(x_ulb, self.amp):

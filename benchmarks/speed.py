@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from sgan import machine
 from sgan.config import Config
 from sgan.methods import build_method
 
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.peer:
         rows.append(summary("Keras peer", 32, time_peer(args.peer, iterations=args.peer_iterations, repeats=3),
                             "cpu", "float32", "TF default"))
-    env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    env = {**machine.describe(), "cuda": torch.cuda.get_device_name() if device.type == "cuda" else None}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from sgan import machine
 from sgan.config import run_config_file
 from sgan.presets import shared_data_root
 from sgan.trainer import train
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         results["keras peer (notebook SGAN)"] = first_reaching(peer(args.peer, iterations=args.peer_iterations),
                                                                args.targets)
     report = {"protocol": "Kannada-10k, 100 labels, pool unlabeled, seed 0", "config": args.config, "set": extra,
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+              "machine": machine.describe(),
               "ours_resolved_config": json.loads((out / "ours" / "config.json").read_text()),
               "peer_iterations": args.peer_iterations if args.peer else None,
               "results": results}

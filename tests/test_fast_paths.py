@@ -111,6 +111,21 @@ def test_speed_benchmark_writes_json_and_table(tmp_path):
     assert "ResNet18 64 px" in table and "ResNet18 32 px" in table and table.count("\n") == 8
 
 
+def test_machine_names_the_cpu():
+    import re
+
+    from sgan import machine
+
+    info = machine.describe()
+    assert info["cores"] >= 1 and info["torch"] == torch.__version__
+    cpuinfo = Path("/proc/cpuinfo")
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else None
+    if model:  # Linux: the model's name, not just "x86_64"
+        assert info["cpu"] == model.group(1).strip()
+    else:
+        assert info["cpu"]
+
+
 def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
     """benchmarks/time_to_accuracy.py at a toy size, the Keras peer replaced by a script that prints
     the peer's log lines: each target's first crossing, on our clock and on the peer's."""
@@ -136,4 +151,5 @@ def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
     assert peer["reached"]["0.5"] == {"step": 4, "seconds": 7.0, "val": 0.915}
     assert peer["reached"]["0.95"] is None and peer["best"]["step"] == 4
     table = (tmp_path / "out" / "time_to_accuracy.md").read_text()
+    assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1
     assert "7 s (step 4, 91.50%)" in table and "not reached (best 91.50% at 7 s, step 4)" in table

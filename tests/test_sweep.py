@@ -79,14 +79,21 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
         assert m.protocol.counts["unlabeled"] == expected_unlabeled
 
 
-def test_verdict_compares_best_sgan_with_best_plain_method():
+def test_verdict_compares_best_sgan_with_best_plain_method_chosen_on_validation():
     from sgan.sweep import verdict
 
-    def row(method, source, mean):
-        return {"eval_set": "val", "n_labeled": 100, "unlabeled": source, "transductive": source == "holdout",
+    def row(method, source, mean, eval_set="val"):
+        return {"eval_set": eval_set, "n_labeled": 100, "unlabeled": source, "transductive": source == "holdout",
                 "method": method, "mean": mean, "std": 0.01, "seeds": [0, 1], "values": [mean, mean]}
 
     text = verdict([row("supervised", "-", 0.80), row("conventional", "-", 0.90),
-                    row("sgan", "pool", 0.85), row("sgan+aug", "pool", 0.93), row("sgan", "holdout", 0.70)])
+                    row("sgan", "pool", 0.85), row("sgan+aug", "pool", 0.93), row("sgan", "holdout", 0.70),
+                    # on the holdout the other methods of each kind score higher: they are not the ones chosen
+                    row("supervised", "-", 0.70, "holdout"), row("conventional", "-", 0.60, "holdout"),
+                    row("sgan", "pool", 0.80, "holdout"), row("sgan+aug", "pool", 0.75, "holdout"),
+                    row("sgan", "holdout", 0.72, "holdout")])
     assert "| val | 100 | pool | sgan+aug 93.00 +- 1.00 | conventional 90.00 +- 1.00 | +3.00 |" in text
     assert "| val | 100 | holdout (transductive) | sgan 70.00 +- 1.00 | conventional 90.00 +- 1.00 | -20.00 |" in text
+    assert "| holdout | 100 | pool | sgan+aug 75.00 +- 1.00 | conventional 60.00 +- 1.00 | +15.00 |" in text
+    assert "| holdout | 100 | holdout (transductive) | sgan 72.00 +- 1.00 | conventional 60.00 +- 1.00 | +12.00 |" in text
+    assert text.count("\n| ") == 4  # two sources x two evaluation sets

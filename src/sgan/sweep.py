@@ -38,7 +38,7 @@ class Sweep:
     # e.g. {"holdout": {"pseudo_label_weight": 3}}
     per_source: dict[str, dict[str, Any]] = option({}, "config values for the cells of one unlabeled source only "
                                                    "([sweep.per_source.SOURCE] tables of a config file)")
-    # e.g. {"100": {"iterations": 4000}}; where both set a key, per_source wins
+    # e.g. {"100": {"iterations": 4000}} (a Python caller may key by int); where both set a key, per_source wins
     per_budget: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget only "
                                                    "([sweep.per_budget.N] tables of a config file)")
 
@@ -46,6 +46,7 @@ class Sweep:
         """One config per cell; methods that ignore unlabeled images run with the pool source only."""
         methods = self.base.get("methods") or list(REGISTRY)
         folder = SweepFolder(self.out)
+        budget_values = {str(k): v for k, v in self.per_budget.items()}
         cells = []
         for source in self.sources:
             cell_methods = methods if source == POOL else [m for m in methods if REGISTRY[m].uses_unlabeled]
@@ -54,7 +55,7 @@ class Sweep:
             for n in self.budgets:
                 for seed in self.seeds:
                     name = f"n{n}_{Path(source).stem}_seed{seed}"
-                    cells.append({**self.base, **self.per_budget.get(str(n), {}), **self.per_source.get(source, {}),
+                    cells.append({**self.base, **budget_values.get(str(n), {}), **self.per_source.get(source, {}),
                                   "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
                                   "out": str(folder.cell(name))})
@@ -186,20 +187,26 @@ def write_report(results: list[Metrics], out: SweepFolder) -> None:
 
 
 def verdict(rows: list[dict[str, Any]]) -> str:
-    """For each evaluation set, budget and unlabeled source: the best SGAN variant against the
-    best method that uses no generator (both by mean over seeds), with their spreads."""
+    """For each budget and unlabeled source: the SGAN variant and the method without a generator
+    that are best on validation (mean over seeds), side by side on every evaluation set with
+    their spreads. Chosen on validation, so that a holdout is reported, never chosen on."""
+    def best_on_val(n: int, source: str, has_generator: bool) -> str | None:
+        val = [r for r in rows if r["eval_set"] == "val" and r["n_labeled"] == n and r["unlabeled"] == source
+               and REGISTRY[r["method"]].has_generator == has_generator]
+        return max(val, key=lambda r: r["mean"])["method"] if val else None
+
     lines = ["| eval set | n labeled | unlabeled | best SGAN variant | best non-GAN method | difference (points) |",
              "|---|---:|---|---|---|---:|"]
     for eval_set in sorted({r["eval_set"] for r in rows}):
         for n in sorted({r["n_labeled"] for r in rows}):
-            cell = [r for r in rows if r["eval_set"] == eval_set and r["n_labeled"] == n]
-            plain = [r for r in cell if not REGISTRY[r["method"]].has_generator]
-            for source in sorted({r["unlabeled"] for r in cell} - {"-"}):
-                gans = [r for r in cell if REGISTRY[r["method"]].has_generator and r["unlabeled"] == source]
-                if not gans or not plain:
+            cell = {(r["method"], r["unlabeled"]): r for r in rows if r["eval_set"] == eval_set and r["n_labeled"] == n}
+            for source in sorted({source for _, source in cell} - {"-"}):
+                g = cell.get((best_on_val(n, source, True), source))
+                p = cell.get((best_on_val(n, "-", False), "-"))
+                if g is None or p is None:
                     continue
-                g, p = max(gans, key=lambda r: r["mean"]), max(plain, key=lambda r: r["mean"])
                 lines.append(f"| {eval_set} | {n} | {source_text(g)} | {g['method']} {fmt(g)} | {p['method']} {fmt(p)} | "
                              f"{100 * (g['mean'] - p['mean']):+.2f} |")
     seeds = sorted({s for r in rows for s in r["seeds"]})
-    return "\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds.\n"
+    return ("\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds. Each "
+            "method chosen by its mean validation accuracy at that budget and source, then reported on every set.\n")

@@ -54,7 +54,7 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     if cfg.compile:
         generator.compile()
     return SGAN(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
-                z_dim=cfg.z_dim, fake_batch_size=cfg.fake_batch_size, generator_loss=cfg.generator_loss, unlabeled_weight=cfg.unlabeled_weight,
-                split_bn=cfg.split_bn,
+                z_dim=cfg.z_dim, fake_batch_size=cfg.fake_batch_size, generator_loss=cfg.generator_loss,
+                unlabeled_weight=cfg.unlabeled_weight, split_bn=cfg.split_bn,
                 pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
                 augment=views, strong_augment=augment, wrap=wrap, amp=amp)

@@ -47,7 +47,8 @@ class SGAN:
     """K-class discriminator: labeled -> cross-entropy, unlabeled -> real, generated -> fake."""
 
     def __init__(self, *, classifier: nn.Module, generator: nn.Module, opt_d: torch.optim.Optimizer,
-                 opt_g: torch.optim.Optimizer, z_dim: int, fake_batch_size: int | None = None, generator_loss: str = "nonsaturating",
+                 opt_g: torch.optim.Optimizer, z_dim: int, fake_batch_size: int | None = None,
+                 generator_loss: str = "nonsaturating",
                  unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  augment: Augment = same, strong_augment: Augment | None = None, wrap: Wrap = same,

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from sgan.data.transforms import random_affine, resize, set_stats, standardize, to_model_range, to_uint8
+from sgan.data.transforms import random_affine, random_stroke, resize, set_stats, standardize, to_model_range, to_uint8
 
 
 def test_model_range_roundtrip():
@@ -37,6 +37,22 @@ def test_random_affine_changes_each_image_differently_and_is_seeded():
     assert not torch.equal(a[0], a[1])  # per-image parameters
     identity = random_affine(x, degrees=0, translate=0, scale=0)
     assert torch.allclose(identity, x, atol=1e-5)
+
+
+def test_random_stroke_blends_each_image_towards_a_thicker_or_thinner_pen():
+    x = -torch.ones(64, 1, 12, 12)
+    x[:, :, 3:9, 5:7] = 1.0  # a bright bar 6 x 2 px on a dark ground
+    thick = -torch.ones(1, 1, 12, 12)
+    thick[:, :, 2:10, 4:8] = 1.0  # a 3x3 max filter: one more pixel all round
+    thin = -torch.ones(1, 1, 12, 12)  # a 3x3 min filter wipes a 2 px bar out
+    share = torch.rand(64, generator=torch.Generator().manual_seed(3)) * 2 - 1  # the draws random_stroke makes
+    out = random_stroke(x, 0.5, generator=torch.Generator().manual_seed(3))
+    for i in range(64):
+        target = thick if share[i] > 0 else thin
+        assert torch.allclose(out[i], (x[i] + 0.5 * share[i].abs() * (target[0] - x[i])), atol=1e-6)
+    assert (share > 0).any() and (share < 0).any()  # both pens drawn
+    assert torch.equal(random_stroke(x, 0.0), x)
+    assert out.min() >= -1 and out.max() <= 1
 
 
 def test_photo_views_mirror_about_half_the_batch_and_digit_views_never_do():

@@ -126,6 +126,9 @@ class Config:
                                 within="[0, 180]")
     aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size", within="[0, 1]")
     aug_scale: float = option(0.1, "augmentation: zoom range, 1 +- this", within="[0, 1)")
+    aug_stroke: float = option(0.0, "augmentation: pen width, for line drawings such as digits: each image's lines "
+                               "thickened or thinned (a 3x3 max or min filter blended in by a random share up to "
+                               "this); 0: off", within="[0, 1]")
     adabn: bool = option(False, "also report accuracy with BatchNorm re-estimated on each eval set (looks at its "
                          "images)")
     ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)", within="[0, 1)")

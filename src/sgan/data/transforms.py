@@ -60,6 +60,16 @@ def random_affine(x: torch.Tensor, *, degrees: float, translate: float, scale: f
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_stroke(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (B, C, H, W) with its lines made thicker or thinner, as by another pen: blended
+    towards its 3x3 max filter (dilation) or min filter (erosion) by a share uniform in +-strength.
+    Either sign does both, so bright-on-dark and dark-on-bright drawings are treated alike."""
+    share = (torch.rand(len(x), 1, 1, 1, generator=generator) * 2 - 1).to(x.device) * strength  # (B, 1, 1, 1)
+    dilated = F.max_pool2d(x, 3, stride=1, padding=1)  # (B, C, H, W)
+    eroded = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return x + share.abs() * (torch.where(share > 0, dilated, eroded) - x)
+
+
 def colour_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image (B, C, H, W) in [-1, 1] gets its own brightness shift and contrast gain, both
     uniform in +-strength."""

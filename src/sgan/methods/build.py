@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..data.transforms import colour_jitter, random_affine, random_flip
+from ..data.transforms import colour_jitter, random_affine, random_flip, random_stroke
 from ..models import build_classifier, build_generator, memory_format
 from ..registry import REGISTRY
 from .base import Augment, Method, Wrap, amp_enabled, same
@@ -18,11 +18,13 @@ from .supervised import Supervised
 
 
 def augmentation(cfg: Config, channels: int, generator: torch.Generator | None = None) -> Augment:
-    """Random views drawn from `generator`: affine in the configured ranges; for photos (the
-    "auto" policy: 3 channels) first a left-right mirror of half the batch and after it a
-    brightness/contrast jitter. A mirrored cat is a cat; a mirrored digit need not be its digit."""
-    affine = partial(random_affine, degrees=cfg.aug_degrees, translate=cfg.aug_translate, scale=cfg.aug_scale,
-                     generator=generator)
+    """Random views drawn from `generator`: affine in the configured ranges, after a change of
+    pen width if `aug_stroke` is set; for photos (the "auto" policy: 3 channels) first a left-right
+    mirror of half the batch and after it a brightness/contrast jitter. A mirrored cat is a cat; a
+    mirrored digit need not be its digit."""
+    moved = partial(random_affine, degrees=cfg.aug_degrees, translate=cfg.aug_translate, scale=cfg.aug_scale,
+                    generator=generator)
+    affine = moved if not cfg.aug_stroke else lambda x: moved(random_stroke(x, cfg.aug_stroke, generator))
     policy = cfg.aug_policy if cfg.aug_policy != "auto" else ("photo" if channels == 3 else "affine")
     if policy == "affine":
         return affine

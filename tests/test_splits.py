@@ -62,3 +62,24 @@ def test_budget_larger_than_a_class_is_an_error():
 def test_class_without_images_is_an_error():
     with pytest.raises(SganError, match="class 10 has no images"):
         split_pool(LABELS, n_labeled=11, seed=0, num_classes=11)
+
+
+def test_unlabeled_plus_pool_joins_the_rest_of_the_pool_to_the_source(digits_csv, test_csv):
+    import dataclasses
+
+    import torch
+
+    from sgan.config import Config
+    from sgan.data.prepare import prepare
+    from sgan.trainer import protocol_of
+
+    pool = prepare(Config(data=str(digits_csv), n_labeled=50))
+    only = Config(data=str(digits_csv), n_labeled=50, unlabeled=str(test_csv))
+    both = dataclasses.replace(only, unlabeled_plus_pool=True)
+    source, joined = prepare(only), prepare(both)
+    assert len(source.x_ulb) == 50
+    assert torch.equal(joined.x_ulb, torch.cat([pool.x_ulb, source.x_ulb]))  # the same split's rest, then the source
+    assert joined.summary["unlabeled"] == len(pool.x_ulb) + 50
+    assert protocol_of(both, joined).unlabeled == f"pool+{test_csv}"
+    with pytest.raises(SganError, match="unlabeled_plus_pool needs an --unlabeled source"):
+        Config(data=str(digits_csv), unlabeled_plus_pool=True).validate()

@@ -69,6 +69,9 @@ class Config:
     val_data: str | None = option(None, "a separate labeled validation file (instead of a split of --data)")
     unlabeled: str | None = option(None, "unlabeled source: a file or image folder, the name of an --eval set "
                                    "(transductive), or 'test' (default: the rest of the pool)")
+    unlabeled_plus_pool: bool = option(False, "with --unlabeled: the rest of the pool joins that source's images "
+                                       "as unlabeled images (the training distribution beside a shifted target; "
+                                       "conventional methods standardize the joined set as one)")
     eval: dict[str, str] = option({}, "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv")
     test_data: str | None = option(None, "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder "
                                    "sets it)")
@@ -156,6 +159,8 @@ class Config:
             raise SganError("config: submit needs test_data (the images to label)")
         if self.unlabeled == "test" and not self.test_data:
             raise SganError("config: unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
+        if self.unlabeled_plus_pool and (self.unlabeled is None or self.stream):
+            raise SganError("config: unlabeled_plus_pool needs an --unlabeled source held in memory (not --stream)")
         if self.model == "digits" and self.image_size != 28:
             raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
         if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:

@@ -201,6 +201,8 @@ def prepare(cfg: Config) -> Prepared:
         else:
             unlabeled = read_source(cfg, cfg.unlabeled)
         x_ulb = prepare_images(unlabeled.images, size)
+        if cfg.unlabeled_plus_pool:
+            x_ulb = torch.cat([pool_x[split.unlabeled], x_ulb])  # (M_pool + M_source, C, H, W)
     held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
     sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
     check_sets(pool, split, sets, None if streamed else unlabeled)
@@ -218,7 +220,7 @@ def prepare(cfg: Config) -> Prepared:
         channels=channels,
         split=split,
         pool_stats=set_stats(pool_x),
-        summary={"labeled": len(split.labeled), "unlabeled": len(streamed) if streamed else len(unlabeled),
+        summary={"labeled": len(split.labeled), "unlabeled": len(x_ulb),
                  **{name: len(s) for name, s in sets.items()}},
         skipped=sorted({item for s in sources for item in s.skipped}),
         classes=pool.classes or (picks.classes if picks else []),

@@ -63,3 +63,16 @@ def test_a_sweep_stops_with_its_worker_processes(digits_csv, tmp_path):
     time.sleep(3)
     assert not [c for c in children if Path(f"/proc/{c}").exists() and "zombie" not in
                 Path(f"/proc/{c}/status").read_text().lower()], "worker processes left running"
+
+
+def test_a_signal_in_a_deferred_block_stops_the_command_after_the_block():
+    from sgan.errors import Interrupted, signals_deferred
+
+    finished = []
+    with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode: inside the block
+            time.sleep(0.01)
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler before it is back

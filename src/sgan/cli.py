@@ -12,7 +12,7 @@ from typing import Any, NoReturn, Sequence
 
 from . import __version__
 from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve, run_config_file
-from .errors import Interrupted, SganError, on_signals
+from .errors import Interrupted, SganError, on_signals, signals_deferred
 from .files import check_target
 from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
 from .sweep import SWEEP_FIELDS, Sweep
@@ -246,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with on_signals(stop_now):
+            with signals_deferred():
+                import torch  # noqa: F401  every command's heavy import, where a signal must not land
             COMMANDS[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)

@@ -40,3 +40,16 @@ def on_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait for the block's end, then stop the command: for imports of C
+    extensions, which an exception raised inside leaves half-loaded (numpy then failed with
+    "cannot load module more than once per process" instead of stopping)."""
+    caught: list[int] = []
+    with on_signals(lambda signum, frame: caught.append(signum)):
+        yield
+    if caught:
+        raise Interrupted(caught[0])
+

@@ -168,6 +168,9 @@ def _cli_cases(tmp_path: Path, digits_csv: Path) -> dict[str, tuple[list[str], s
         "sweep per_budget not a budget": (["sweep", "--config",
                                            _write(tmp_path, "pb.toml", "[sweep.per_budget.few]\niterations = 9\n")],
                                           "[sweep.per_budget.few] must name a label budget"),
+        "sweep joining the pool to the pool": (["sweep", "--config", _write(tmp_path, "up.toml",
+                                                                           "unlabeled_plus_pool = true\n")],
+                                                "unlabeled_plus_pool needs an --unlabeled source"),
         "sweep per_budget with a bad value": (["sweep", "--config",
                                                _write(tmp_path, "pv.toml", "[sweep.per_budget.100]\niterations = 0\n")],
                                               "iterations must be positive"),
@@ -261,6 +264,19 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, digits_csv):
     assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.txt"]
     assert not list(tmp_path.rglob("*.tmp"))
     assert Path("/dev/full").is_char_device() and Path("/dev/null").is_char_device()
+
+
+def test_sweep_source_table_joins_the_pool_to_a_transductive_source(digits_csv, tmp_path):
+    holdout = write_kaggle_csv(tmp_path / "holdout.csv", *[a[:60] for a in (digits28()[0][:, 0], digits28()[1])])
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'data = "{digits_csv}"\nmethods = ["sgan"]\niterations = 2\nbatch_size = 8\n'
+                      f'eval = {{holdout = "{holdout}"}}\n[sweep]\nbudgets = [20]\nseeds = [0]\n'
+                      'sources = ["holdout"]\n[sweep.per_source.holdout]\nunlabeled_plus_pool = true\n')
+    r = sgan("sweep", "--config", str(config), "--no-progress", "--out", str(tmp_path / "sw"))
+    assert r.returncode == 0, r.stderr
+    assert "| 20 | sgan | pool+holdout (transductive) |" in r.stdout
+    cell = json.loads((tmp_path / "sw" / "runs" / "n20_holdout_seed0" / "metrics.json").read_text())
+    assert cell["protocol"]["counts"]["unlabeled"] == 60 + (len(digits28()[1]) - 20 - cell["protocol"]["counts"]["val"])
 
 
 def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):

@@ -160,11 +160,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     for budget in table.get("per_budget", {}):
         if not budget.isdigit():
             raise SganError(f"{args.config}: [sweep.per_budget.{budget}] must name a label budget, e.g. [sweep.per_budget.100]")
-    for values in [*table.get("per_budget", {}).values(), *table.get("per_source", {}).values()]:
-        resolve({**base, **values})
     flags = {k.removeprefix("sweep_"): v for k, v in vars(args).items() if k.startswith("sweep_")}
     sweep = Sweep(base=base, **{**table, **flags})  # per_budget and per_source come from the config file only
     check_values(sweep, "sweep")
+    for cell in sweep.cells():  # each cell's config as it will run (its source set), checked before any starts
+        resolve(cell)
     run_sweep(sweep)
     print(SweepFolder(sweep.out).table("val").read_text(), end="")
     print(f"sweep folder: {sweep.out}")

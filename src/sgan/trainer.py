@@ -61,7 +61,8 @@ def protocol_of(cfg: Config, data: Prepared) -> RunProtocol:
     return RunProtocol(
         data=cfg.data, preset=cfg.preset, n_labeled=len(data.split.labeled), labels_csv=cfg.labels_csv,
         seed=cfg.seed, iterations=cfg.iterations, batch_size=cfg.batch_size,
-        unlabeled=("pool+" if cfg.unlabeled_plus_pool else "") + (cfg.unlabeled or "pool"), transductive=cfg.unlabeled in cfg.eval,
+        unlabeled=("pool+" if cfg.unlabeled_plus_pool else "") + (cfg.unlabeled or "pool"),
+        transductive=cfg.unlabeled in cfg.eval,
         selection=("best validation accuracy" if cfg.select == "best_val" else "final weights")
         + (f", EMA {cfg.ema}" if cfg.ema else ""),
         adabn=cfg.adabn, pseudo_label_weight=cfg.pseudo_label_weight, counts=data.summary, sets=data.describe(),

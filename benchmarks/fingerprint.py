@@ -5,7 +5,7 @@ show it changed nothing.
     python benchmarks/fingerprint.py --out /tmp/fp-after       # at the new one
     python benchmarks/fingerprint.py --compare /tmp/fp-before /tmp/fp-after
 
-Each scenario is the real CLI in a subprocess: the digits with all four methods (EMA, best-val
+Each scenario is the real CLI in a subprocess: the digits with all five methods (EMA, best-val
 selection, cosine schedule, pseudo-labels, AdaBN, a holdout, a held-out test set, a submission),
 feature matching with split BatchNorm on a transductive source, a 32 px photo folder (ResNet18),
 a torchrun pair over gloo, a streamed unlabeled folder, a tiny sweep, suggest-labels, eval and
@@ -82,8 +82,8 @@ SHORT = ["--iterations", "24", "--batch-size", "16", "--eval-every", "8", "--log
 def run_all(out: Path) -> None:
     d = make_data(out / "data")
     runs = out / "runs"
-    sgan("train", "--data", "sklearn-digits", "--methods", "supervised", "conventional", "sgan", "sgan+aug",
-         "--n-labeled", "50", "--ema", "0.9", "--select", "best_val", "--lr-schedule", "cosine",
+    sgan("train", "--data", "sklearn-digits", "--methods", "supervised", "conventional", "fixmatch", "sgan", "sgan+aug",
+         "--set-std", "--n-labeled", "50", "--ema", "0.9", "--select", "best_val", "--lr-schedule", "cosine",
          "--pseudo-label-weight", "1", "--pseudo-label-threshold", "0.5", "--adabn", "--eval", f"holdout={d['holdout']}",
          "--test-per-class", "5", "--test-data", d["test"], "--submit", "--out", str(runs / "digits"), *SHORT)
     sgan("train", "--data", "sklearn-digits", "--methods", "sgan", "sgan+aug", "--generator-loss", "feature_matching",

@@ -9,7 +9,8 @@ from PIL import Image
 
 import sgan
 from sgan.cli import main
-from sgan.data.transforms import resize
+from sgan.data.transforms import resize, set_stats
+from sgan.registry import REGISTRY
 
 from conftest import digits28
 
@@ -19,7 +20,7 @@ TINY = dict(iterations=30, batch_size=16, eval_every=30, log_every=10, progress=
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, digits_csv) -> Path:
     out = tmp_path_factory.mktemp("api") / "run"
-    sgan.train(data=str(digits_csv), methods=["supervised", "sgan", "conventional"], out=str(out), **TINY)
+    sgan.train(data=str(digits_csv), methods=list(REGISTRY), out=str(out), **TINY)
     return out
 
 
@@ -62,22 +63,62 @@ def test_bad_images_are_one_clear_error(run, bad, message):
 
 
 def test_load_names_the_methods_a_run_has(run):
-    with pytest.raises(sgan.SganError, match="it has supervised, sgan, conventional"):
-        sgan.load(run, method="sgan+aug")
+    with pytest.raises(sgan.SganError, match="it has supervised, conventional, fixmatch, sgan, sgan[+]aug"):
+        sgan.load(run, method="nope")
 
 
-@pytest.mark.parametrize("method", ["sgan", "conventional"])  # conventional standardizes inside the graph
-def test_onnx_export_predicts_as_torch(run, method, tmp_path):
+def alone_and_in_a_batch(proba) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of 37 images as one batch (37, K), and of each image alone, stacked (37, K)."""
+    images = digits28(37)[0]
+    return proba(images), np.concatenate([proba(images[i:i + 1]) for i in range(len(images))])
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_an_image_gets_the_same_answer_alone_as_in_a_batch(run, method):
+    batch, alone = alone_and_in_a_batch(sgan.load(run, method=method).predict_proba)
+    assert np.abs(alone - batch).max() < 1e-5
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_onnx_export_predicts_as_torch_and_each_image_alone_as_in_a_batch(run, method, tmp_path):
     clf = sgan.load(run, method=method)
     out = tmp_path / f"{method}.onnx"
     assert main(["export", str(run), "--method", method, "--out", str(out)]) == 0
     session = onnxruntime.InferenceSession(str(out))
-    images, _ = digits28(37)
-    for batch in (images[:5], images):  # the batch size is free
-        served = session.run(["probabilities"], {"images": batch.astype(np.float32)})[0]
-        assert served.shape == (len(batch), 10)
-        assert np.abs(served - clf.predict_proba(batch)).max() < 1e-4
-        assert (served.argmax(axis=1) == clf.predict(batch)).all()
+
+    def served(batch: np.ndarray) -> np.ndarray:
+        return session.run(["probabilities"], {"images": batch.astype(np.float32)})[0]
+
+    batch, alone = alone_and_in_a_batch(served)  # the batch size is free
+    assert batch.shape == (37, 10) and np.abs(alone - batch).max() < 1e-5
+    images = digits28(37)[0]
+    assert np.abs(batch - clf.predict_proba(images)).max() < 1e-4
+    assert (batch.argmax(axis=1) == clf.predict(images)).all()
+
+
+def test_set_standardization_is_explicit_fixed_and_baked_into_onnx(run, tmp_path, capsys):
+    clf = sgan.load(run, method="conventional")
+    images = digits28(60)[0]
+    darker = (images * 0.5).astype(np.uint8)  # another pen or scanner: the same digits, half as bright
+    adapted = clf.standardized_to(darker)
+    x = clf.inputs(clf.images(darker))
+    assert adapted.set_stats == pytest.approx(set_stats(x))  # computed once, over the whole set
+    assert set_stats(adapted.inputs(adapted.images(darker))) == pytest.approx(clf.input_stats, abs=1e-4)
+    batch, alone = alone_and_in_a_batch(adapted.predict_proba)  # fixed numbers: still per image
+    assert np.abs(alone - batch).max() < 1e-5
+    assert np.abs(clf.predict_proba(images) - adapted.predict_proba(images)).max() > 1e-3  # it does move them
+    folder = tmp_path / "dark.npz"
+    np.savez(folder, x=darker, y=digits28(60)[1])
+    out = tmp_path / "adapted.onnx"
+    assert main(["export", str(run), "--method", "conventional", "--out", str(out), "--standardize-to", str(folder)]) == 0
+    assert "standardizing from the images' pixel mean" in capsys.readouterr().err
+    session = onnxruntime.InferenceSession(str(out))
+    served = session.run(["probabilities"], {"images": images[:9].astype(np.float32)})[0]
+    assert np.abs(served - adapted.predict_proba(images[:9])).max() < 1e-4
+    assert main(["eval", str(run), "--data", str(folder), "--method", "conventional", "--standardize"]) == 0
+    table = capsys.readouterr().out
+    assert "standardized to the pool" in table
+    assert f"{adapted.accuracy(str(folder)):.4f}" in table
 
 
 def test_export_refuses_what_is_not_a_regular_file(run, capsys):

@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory, digits_csv) -> Path:
     r = sgan("train", "--data", str(digits_csv), "--eval", f"holdout={holdout}", "--n-labeled", "20",
              "--out", str(out), *FAST)
     assert r.returncode == 0, r.stderr
-    assert "sgan" in r.stdout and "supervised" in r.stdout and "holdout" in r.stdout
+    assert all(m in r.stdout for m in ("supervised", "fixmatch", "sgan", "holdout"))  # the default methods
     return out
 
 
@@ -37,11 +37,13 @@ def test_train_writes_a_complete_run_folder(run_dir):
     names = {p.name for p in run_dir.iterdir()}
     assert {"config.json", "split.json", "metrics.jsonl", "metrics.json", "losses.png", "sgan_samples.png",
             "sgan_classifier.safetensors", "sgan_generator.safetensors", "supervised_classifier.safetensors",
-            "sgan_diagnostics.safetensors", "supervised_diagnostics.safetensors", "report.html"} <= names
+            "sgan_diagnostics.safetensors", "supervised_diagnostics.safetensors", "fixmatch_classifier.safetensors",
+            "report.html"} <= names
+    assert "fixmatch_generator.safetensors" not in names
     assert not [n for n in names if n.endswith(".tmp")]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics) == {"protocol", "methods"}
-    assert set(metrics["methods"]) == {"supervised", "sgan"}
+    assert set(metrics["methods"]) == {"supervised", "fixmatch", "sgan"}
     for m in metrics["methods"].values():
         assert set(m) == {"val", "holdout", "train_seconds", "iterations", "selected_step"}
         assert 0 <= m["val"] <= 1 and 0 <= m["holdout"] <= 1 and m["iterations"] == 12
@@ -83,7 +85,7 @@ def test_eval_reports_each_method(run_dir, digits_csv):
     assert r.returncode == 0, r.stderr
     header, *rows = [line.split() for line in r.stdout.strip().splitlines()]
     assert header == ["method", "data", "images", "accuracy"]
-    assert [row[0] for row in rows] == ["supervised", "sgan"]
+    assert [row[0] for row in rows] == ["supervised", "fixmatch", "sgan"]
     assert all(row[1] == str(digits_csv) and row[2] == "1797" and 0 <= float(row[3]) <= 1 for row in rows)
 
 
@@ -274,7 +276,7 @@ def test_sweep_source_table_joins_the_pool_to_a_transductive_source(digits_csv, 
                       'sources = ["holdout"]\n[sweep.per_source.holdout]\nunlabeled_plus_pool = true\n')
     r = sgan("sweep", "--config", str(config), "--no-progress", "--out", str(tmp_path / "sw"))
     assert r.returncode == 0, r.stderr
-    assert "| 20 | sgan | pool+holdout (transductive) |" in r.stdout
+    assert "| 20 | sgan | pool+holdout (transductive), pseudo-labels x1 |" in r.stdout
     cell = json.loads((tmp_path / "sw" / "runs" / "n20_holdout_seed0" / "metrics.json").read_text())
     assert cell["protocol"]["counts"]["unlabeled"] == 60 + (len(digits28()[1]) - 20 - cell["protocol"]["counts"]["val"])
 

@@ -1,4 +1,4 @@
-"""Augmentation, per-set standardization and AdaBN inside training runs."""
+"""Augmentation in training runs; the two test-time adaptations (set standardization, AdaBN)."""
 
 import json
 
@@ -10,22 +10,38 @@ import sgan.trainer
 from sgan import train
 from sgan.config import resolve
 from sgan.data import prepare
-from sgan.data.transforms import set_stats
-from sgan.evaluate import adapt_batchnorm
+from sgan.data.prepare import LabeledTensors
+from sgan.data.transforms import set_stats, to_model_range
+from sgan.evaluate import accuracy, adapt_batchnorm, evaluate
 from sgan.models import DigitClassifier
 
 TINY = dict(iterations=4, batch_size=8, eval_every=2, log_every=2, progress=False, n_labeled=20)
 
 
-def test_standardized_sets_all_get_the_pool_stats(digits_csv):
-    cfg = resolve(overrides={"data": str(digits_csv), "n_labeled": 20})
-    data = prepare(cfg)
-    std = data.standardized()
-    for x in (std.labeled.x, std.x_ulb, *(v.x for v in std.evals.values())):
-        mean, sd = set_stats(x)
-        assert mean == pytest.approx(data.pool_stats[0], abs=1e-5)
-        assert sd == pytest.approx(data.pool_stats[1], abs=1e-5)
-    assert torch.equal(std.labeled.y, data.labeled.y)
+def test_set_standardization_is_reported_apart_and_matches_a_hand_computation():
+    torch.manual_seed(0)
+    clf = DigitClassifier().eval()
+    x, y = torch.rand(64, 1, 28, 28) * 0.8 - 0.9, torch.randint(0, 10, (64,))  # a darker set
+    pool = (-0.5, 0.6)
+    accuracies, _ = evaluate(clf, {"holdout": LabeledTensors(x, y)}, set_std=pool)
+    moved = (x - x.double().mean().float()) / x.double().std().float() * pool[1] + pool[0]  # by hand
+    assert set_stats(moved) == pytest.approx(pool, abs=1e-5)
+    assert accuracies["holdout+std"] == pytest.approx(accuracy(clf, moved, y))
+    assert accuracies["holdout"] == pytest.approx(accuracy(clf, x, y))  # the plain figure uses the images as they are
+
+
+def test_training_sets_are_not_standardized(digits_csv, tmp_path, monkeypatch):
+    seen = []
+    real = sgan.trainer.TrainingBatches
+
+    def spy(x_lb, y_lb, x_ulb, **kw):
+        seen.append((x_lb, x_ulb))
+        return real(x_lb, y_lb, x_ulb, **kw)
+
+    monkeypatch.setattr(sgan.trainer, "TrainingBatches", spy)
+    train(data=str(digits_csv), methods=["supervised", "conventional", "sgan+aug"], out=str(tmp_path / "r"), **TINY)
+    data = prepare(resolve(overrides={"data": str(digits_csv), "n_labeled": 20}))
+    assert len(seen) == 3 and all(torch.equal(lb, data.labeled.x) and torch.equal(ulb, data.x_ulb) for lb, ulb in seen)
 
 
 def test_augmentation_touches_training_batches_only(digits_csv, tmp_path, monkeypatch):
@@ -42,27 +58,26 @@ def test_augmentation_touches_training_batches_only(digits_csv, tmp_path, monkey
     monkeypatch.setattr(sgan.trainer, "accuracy", lambda c, x, y: (evaluated.append(x), real_accuracy(c, x, y))[1])
     train(data=str(digits_csv), methods=["conventional", "sgan+aug"], out=str(tmp_path / "r"), **TINY)
     assert seen and set(seen) == {8}  # training batches of 8
-    assert len(seen) == 4 * 1 + 4 * 2  # conventional: labeled; sgan+aug: labeled and unlabeled
+    assert len(seen) == 4 * 1 + 4 * 3  # conventional: labeled; sgan+aug: labeled, unlabeled and the strong view
     cfg = resolve(overrides={"data": str(digits_csv), "n_labeled": 20})
-    val = prepare(cfg).standardized().evals["val"].x
+    val = prepare(cfg).evals["val"].x
     assert any(torch.equal(x, val) for x in evaluated)  # evaluation saw the untouched val set
 
 
-def test_all_four_methods_and_adabn_are_reported(digits_csv, tmp_path):
+def test_every_method_and_both_adaptations_are_reported(digits_csv, tmp_path):
     out = tmp_path / "r"
-    m = train(data=str(digits_csv), methods=["supervised", "conventional", "sgan", "sgan+aug"], adabn=True,
-              out=str(out), **TINY)
-    assert list(m.methods) == ["supervised", "conventional", "sgan", "sgan+aug"]
+    methods = ["supervised", "conventional", "fixmatch", "sgan", "sgan+aug"]
+    m = train(data=str(digits_csv), methods=methods, adabn=True, set_std=True, out=str(out), **TINY)
+    assert list(m.methods) == methods
     for r in m.methods.values():
-        assert {"val", "val+adabn"} <= set(r.accuracy)
+        assert set(r.accuracy) == {"val", "val+adabn", "val+std"}
     assert json.loads((out / "metrics.json").read_text())["protocol"]["adabn"] is True
-    # a "+aug" run standardizes what it predicts, as in training
     from sgan import load, load_images
 
-    clf = load(out, method="conventional")
-    assert clf.standardize is not None
+    clf = load(out, method="conventional")  # every method keeps the pool's statistics, and uses none by default
+    assert clf.input_stats == pytest.approx(prepare(resolve(overrides={"data": str(digits_csv)})).pool_stats)
     images = load_images(str(digits_csv))
-    assert set_stats(clf.inputs(images))[1] == pytest.approx(clf.standardize[1], abs=1e-4)
+    assert torch.equal(clf.inputs(images), to_model_range(images.images))
     assert 0 <= clf.accuracy(images) <= 1
 
 

@@ -97,3 +97,28 @@ def test_checkpoint_key_names_live_in_state_py_only():
     elsewhere = [(module, s) for module, tree in trees.items() if module != "state.py" for s in strings(tree)
                  if keys.match(s)]
     assert not elsewhere, elsewhere
+
+
+def test_documentation_links_stay_inside_the_repository():
+    root = SRC.parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    outside, missing = [], []
+    for page in pages:
+        text = page.read_text()
+        if "../shared" in text:  # a path a reader of the repository cannot open
+            outside.append(page.name)
+        for target in re.findall(r"\]\(([^)#\s]+)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            path = (page.parent / target).resolve()
+            if root not in path.parents or not path.exists():
+                missing.append((page.name, target))
+    assert not outside and not missing, (outside, missing)
+
+
+def test_studies_have_one_entry_point_sgan_sweep():
+    # a benchmark script that builds its own sweep is a second entry point with its own defaults
+    benchmarks = SRC.parents[1] / "benchmarks"
+    second = [p.name for p in benchmarks.glob("*.py") if re.search(r"\brun_sweep\b|\bSweep\(", p.read_text())]
+    assert not second, second
+    assert sorted(p.name for p in benchmarks.glob("*.toml")) == ["kannada10k.toml", "pets12k32.toml"]

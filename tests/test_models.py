@@ -30,8 +30,9 @@ def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
               [*method.classifier.named_parameters(), *(("g." + n, p) for n, p in method.generator.named_parameters())]}
     x = torch.rand(8, 1, 28, 28) * 2 - 1
     out = method.train_step(x, torch.randint(0, 10, (8,)), x)
-    expected = {"loss_sup", "loss_real", "loss_fake", "loss_d", "loss_g"}
-    assert set(out) == (expected | {"loss_pl"} if pseudo_label_weight else expected)
+    expected = {"loss_sup", "loss_real", "loss_fake", "loss_d", "loss_g", "d_real", "d_fake"}
+    assert set(out) == (expected | {"loss_pl", "mask_rate"} if pseudo_label_weight else expected)
+    assert 0 < out["d_real"] < 1 and 0 < out["d_fake"] < 1
     assert len(views) == (1 if pseudo_label_weight else 0)  # the strong view is of the unlabeled batch
     if pseudo_label_weight:
         assert out["loss_pl"] > 0
@@ -53,6 +54,22 @@ def test_fake_batch_size_sets_the_generated_batch():
     assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
     for name, p in method.generator.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_fixmatch_step_reaches_every_classifier_parameter():
+    torch.manual_seed(0)
+    views = []
+    method = build_method("fixmatch", Config(pseudo_label_threshold=0.05), channels=1, num_classes=10,
+                          device=torch.device("cpu"), augment=lambda x: views.append(x) or x.flip(3))
+    before = {k: p.detach().clone() for k, p in method.classifier.named_parameters()}
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    out = method.train_step(x, torch.randint(0, 10, (8,)), x)
+    assert set(out) == {"loss_sup", "loss_pl", "mask_rate", "loss"} and out["loss_pl"] > 0
+    assert len(views) == 3  # the unlabeled and labeled batches' views, then the strong view
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    for name, p in method.classifier.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert not torch.equal(before[name], p.detach()), f"{name} was not updated"
 
 
 def test_supervised_step_updates_every_classifier_parameter():

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from sgan import SganError
+from sgan.run import RunFolder
 
 SETTINGS = ["--n-labeled", "20", "--iterations", "40", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
             "--checkpoint-every", "1", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
@@ -144,7 +145,9 @@ def test_a_pickle_posing_as_a_checkpoint_is_refused_and_never_runs(reference, tm
     r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
     assert r.returncode == 2 and "not an sgan checkpoint, refused" in r.stderr and "Traceback" not in r.stderr
 
-    (run / "sgan_classifier.safetensors").write_bytes(evil)
+    # the file eval reads: the moving average's when the run kept one (--ema)
+    folder = RunFolder(run)
+    folder.evaluated_weights("sgan", folder.read_config()).write_bytes(evil)
     r = subprocess.run([sys.executable, "-m", "sgan", "eval", str(run), "--data", "sklearn-digits", "--method", "sgan"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not an sgan weights file" in r.stderr and "Traceback" not in r.stderr

@@ -204,3 +204,12 @@ def test_suggest_benchmark_runs_all_three_arms(tmp_path):
     assert all(sum(r["per_class"]) == 20 and 0 <= r["val"] <= 1 for r in results)
     assert results[2]["per_class"] == [2] * 10  # the protocol's draw is class-balanced
     assert (tmp_path / "out" / "suggest_labels.md").read_text().count("\n") == 5
+
+
+def test_suggest_labels_takes_the_amp_and_layout_flags_it_reads():
+    from sgan.cli import build_parser, run_config
+
+    args = build_parser().parse_args(["suggest-labels", "--budget", "10", "--no-amp", "--no-channels-last"])
+    cfg = run_config(args)
+    assert cfg.amp is False and cfg.channels_last is False
+    assert run_config(build_parser().parse_args(["suggest-labels", "--budget", "10", "--amp"])).amp is True

@@ -1,8 +1,12 @@
 import json
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from conftest import digits28, write_kaggle_csv
+from sgan import SganError
 from sgan.sweep import Sweep, run_sweep
 
 
@@ -12,7 +16,7 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     base = {"data": str(digits_csv), "eval": {"holdout": str(holdout)}, "iterations": 3, "batch_size": 8,
             "eval_every": 3, "log_every": 3, "progress": False}
     sweep = Sweep(base=base, budgets=[20, 40], seeds=[0, 1], sources=["pool", "holdout"], workers=2,
-                  out=str(tmp_path / "sweep"), per_source={"holdout": {"pseudo_label_weight": 1.0}},
+                  out=str(tmp_path / "sweep"), per_source={"holdout": {"pseudo_label_weight": 2.0}},
                   per_budget={"40": {"iterations": 4}})
     run_sweep(sweep)
     out = tmp_path / "sweep"
@@ -20,23 +24,23 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     assert len(runs) == 2 * 2 * 2
     # methods that ignore unlabeled images are trained once per budget and seed, with the pool
     holdout_cell = json.loads((out / "runs" / "n20_holdout_seed0" / "metrics.json").read_text())
-    assert list(holdout_cell["methods"]) == ["sgan", "sgan+aug"]
+    assert list(holdout_cell["methods"]) == ["fixmatch", "sgan", "sgan+aug"]
     assert holdout_cell["protocol"]["transductive"] is True
     # settings for one source's cells only
-    assert holdout_cell["protocol"]["pseudo_label_weight"] == 1.0
+    assert holdout_cell["protocol"]["pseudo_label_weight"] == 2.0
     pool_cell = json.loads((out / "runs" / "n20_pool_seed0" / "metrics.json").read_text())
-    assert pool_cell["protocol"]["pseudo_label_weight"] == 0.0
+    assert pool_cell["protocol"]["pseudo_label_weight"] == 1.0
     # and for one budget's cells only
     assert pool_cell["protocol"]["iterations"] == 3
     assert json.loads((out / "runs" / "n40_holdout_seed1" / "metrics.json").read_text())["protocol"]["iterations"] == 4
     rows = json.loads((out / "summary.json").read_text())
     val = [r for r in rows if r["eval_set"] == "val"]
-    assert len(val) == 2 * (4 + 2)  # budgets x (4 methods with the pool + 2 SGAN methods with the holdout)
+    assert len(val) == 2 * (5 + 3)  # budgets x (5 methods with the pool + the 3 that use unlabeled images, holdout)
     for r in val:
         assert r["seeds"] == [0, 1] and np.isclose(r["mean"], np.mean(r["values"]))
     md = (out / "table_holdout.md").read_text()
-    assert "| 40 | sgan | holdout (transductive), pseudo-labels x1 |" in md and "| 40 | conventional | - |" in md
-    assert "| 40 | sgan | pool |" in md and md.count("| 4 |") == 6 and md.count("| 3 |") == 6
+    assert "| 40 | sgan | holdout (transductive), pseudo-labels x2 |" in md and "| 40 | conventional | - |" in md
+    assert "| 40 | fixmatch | pool, pseudo-labels x1 |" in md and md.count("| 4 |") == 8 and md.count("| 3 |") == 8
     assert (out / "table_holdout.csv").read_text().startswith("n_labeled,method,unlabeled")
     assert (out / "accuracy_vs_budget.png").stat().st_size > 0
     report = (out / "report.html").read_text()  # the verdict, the plot and one table per evaluation set
@@ -72,7 +76,8 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
                   progress=False, out=str(out))
         assert set(m.methods["sgan"].accuracy) >= {"val", "holdout"}
         assert m.protocol.transductive is (source == "holdout")
-        assert m.protocol.submission_method in ("supervised", "sgan")
+        assert set(m.methods) == {"supervised", "fixmatch", "sgan"}  # the default methods
+        assert m.protocol.submission_method == max(m.methods, key=lambda k: m.methods[k].accuracy["val"])
         rows = (out / "submission.csv").read_text().splitlines()
         assert rows[0] == "id,label" and [int(r.split(",")[0]) for r in rows[1:]] == list(range(1000, 1050))
         expected_unlabeled = {"test": 50, "holdout": 100, None: 1797 - 20 - 359}[source]
@@ -82,18 +87,53 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
 def test_verdict_compares_best_sgan_with_best_plain_method_chosen_on_validation():
     from sgan.sweep import verdict
 
-    def row(method, source, mean, eval_set="val"):
+    def row(method, source, values, eval_set="val"):
         return {"eval_set": eval_set, "n_labeled": 100, "unlabeled": source, "transductive": source == "holdout",
-                "method": method, "mean": mean, "std": 0.01, "seeds": [0, 1], "values": [mean, mean]}
+                "method": method, "mean": np.mean(values), "std": np.std(values, ddof=1), "seeds": [0, 1],
+                "values": values}
 
-    text = verdict([row("supervised", "-", 0.80), row("conventional", "-", 0.90),
-                    row("sgan", "pool", 0.85), row("sgan+aug", "pool", 0.93), row("sgan", "holdout", 0.70),
+    text = verdict([row("supervised", "-", [0.80, 0.80]), row("conventional", "-", [0.89, 0.91]),
+                    row("fixmatch", "pool", [0.91, 0.93]), row("fixmatch", "holdout", [0.60, 0.60]),
+                    row("sgan", "pool", [0.85, 0.85]), row("sgan+aug", "pool", [0.92, 0.94]),
+                    row("sgan", "holdout", [0.70, 0.70]),
                     # on the holdout the other methods of each kind score higher: they are not the ones chosen
-                    row("supervised", "-", 0.70, "holdout"), row("conventional", "-", 0.60, "holdout"),
-                    row("sgan", "pool", 0.80, "holdout"), row("sgan+aug", "pool", 0.75, "holdout"),
-                    row("sgan", "holdout", 0.72, "holdout")])
-    assert "| val | 100 | pool | sgan+aug 93.00 +- 1.00 | conventional 90.00 +- 1.00 | +3.00 |" in text
-    assert "| val | 100 | holdout (transductive) | sgan 70.00 +- 1.00 | conventional 90.00 +- 1.00 | -20.00 |" in text
-    assert "| holdout | 100 | pool | sgan+aug 75.00 +- 1.00 | conventional 60.00 +- 1.00 | +15.00 |" in text
-    assert "| holdout | 100 | holdout (transductive) | sgan 72.00 +- 1.00 | conventional 60.00 +- 1.00 | +12.00 |" in text
+                    row("supervised", "-", [0.70, 0.70], "holdout"), row("conventional", "-", [0.60, 0.60], "holdout"),
+                    row("fixmatch", "pool", [0.64, 0.66], "holdout"), row("fixmatch", "holdout", [0.9, 0.9], "holdout"),
+                    row("sgan", "pool", [0.80, 0.80], "holdout"), row("sgan+aug", "pool", [0.75, 0.75], "holdout"),
+                    row("sgan", "holdout", [0.72, 0.72], "holdout")])
+    # the pool: fixmatch is the best non-GAN method on validation, and the generator's share is the SGAN minus it,
+    # seed by seed: (0.92 - 0.91, 0.94 - 0.93) = +1.00 +- 0.00
+    assert ("| val | 100 | pool | sgan+aug 93.00 +- 1.41 | fixmatch 92.00 +- 1.41 | +1.00 +- 0.00 | "
+            "fixmatch 92.00 +- 1.41 | +1.00 +- 0.00 |") in text
+    assert ("| holdout | 100 | pool | sgan+aug 75.00 +- 0.00 | fixmatch 65.00 +- 1.41 | +10.00 +- 1.41 | "
+            "fixmatch 65.00 +- 1.41 | +10.00 +- 1.41 |") in text
+    # transductive: conventional beats fixmatch on validation; the share compares with fixmatch on the same images
+    assert ("| val | 100 | holdout (transductive) | sgan 70.00 +- 0.00 | conventional 90.00 +- 1.41 | -20.00 +- 1.41 | "
+            "fixmatch 60.00 +- 0.00 | +10.00 +- 0.00 |") in text
+    assert ("| holdout | 100 | holdout (transductive) | sgan 72.00 +- 0.00 | conventional 60.00 +- 0.00 | "
+            "+12.00 +- 0.00 | fixmatch 90.00 +- 0.00 | -18.00 +- 0.00 |") in text
     assert text.count("\n| ") == 4  # two sources x two evaluation sets
+
+
+def test_cell_folders_of_two_sources_with_one_file_name_differ(tmp_path):
+    sweep = Sweep(base={"methods": ["sgan"]}, budgets=[20], seeds=[0], sources=["a/train.csv", "b/train.csv"],
+                  out=str(tmp_path / "sw"))
+    names = [Path(c["out"]).name for c in sweep.cells()]
+    assert names == ["n20_a-train.csv_seed0", "n20_b-train.csv_seed0"]
+    clash = Sweep(base={"methods": ["sgan"]}, sources=["a/train.csv", "a-train.csv"], out=str(tmp_path / "sw2"))
+    with pytest.raises(SganError, match="would share the cell folders"):
+        clash.check()
+
+
+@pytest.mark.parametrize("sweep, message", [
+    (dict(budgets=[0]), "budgets must be positive, got 0"),
+    (dict(per_budget={"few": {"iterations": 9}}), r"\[sweep.per_budget.few\] must name a label budget"),
+    (dict(per_budget={"100": {"iterations": 0}}), "iterations must be positive, got 0"),
+    (dict(base={"nonsense": 1}), "unknown config key 'nonsense'"),
+    (dict(sources=["pool"], per_source={"pool": {"unlabeled_plus_pool": True}}), "unlabeled_plus_pool needs"),
+])
+def test_run_sweep_from_python_refuses_what_the_cli_refuses(tmp_path, sweep, message):
+    values = {"base": {"methods": ["supervised"]}, "out": str(tmp_path / "sw"), **sweep}
+    with pytest.raises(SganError, match=message):
+        run_sweep(Sweep(**values))
+    assert not (tmp_path / "sw").exists()  # refused before any cell started

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from sgan.data.transforms import random_affine, random_stroke, resize, set_stats, standardize, to_model_range, to_uint8
+from sgan.data.transforms import random_affine, random_stroke, resize, set_stats, shift_scale, to_model_range, to_uint8
 
 
 def test_model_range_roundtrip():
@@ -18,9 +18,9 @@ def test_resize_keeps_uint8_and_is_noop_at_size():
     assert out.shape == (2, 1, 28, 28) and out.dtype == np.uint8
 
 
-def test_standardize_matches_hand_computation():
+def test_set_standardization_matches_hand_computation():
     x = torch.tensor([0.0, 2.0, 4.0, 6.0]).view(1, 1, 2, 2)  # mean 3, sample std sqrt(20/3)
-    out = standardize(x, mean=1.0, std=2.0)
+    out = shift_scale(x, own=set_stats(x), target=(1.0, 2.0))
     expected = (x - 3.0) / (20 / 3) ** 0.5 * 2.0 + 1.0
     assert torch.allclose(out, expected)
     mean, std = set_stats(out)

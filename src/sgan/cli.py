@@ -8,21 +8,26 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
-from .config import FIELDS, Config, check_types, check_values, read_config_file, resolve, run_config_file
+from .config import FIELDS, Config, read_config_file, resolve, run_config_file
 from .errors import Interrupted, SganError, on_signals, signals_deferred
 from .files import check_target
 from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
-from .sweep import SWEEP_FIELDS, Sweep
+from .sweep import Sweep
+
+if TYPE_CHECKING:
+    from .evaluate import Classifier
 
 DESCRIPTION = """Train an image classifier from a few labeled images plus many unlabeled ones with a
 Semi-Supervised GAN, beside a supervised twin of the same network on the same labels."""
 # the config keys suggest-labels reads: the pool, its split and the network it trains
 SUGGEST_KEYS = ("data", "preset", "val_data", "val_fraction", "val_per_class", "test_per_class", "num_classes",
                 "image_size", "channels", "loader_workers", "model", "resnet_stem", "seed", "threads", "device",
-                "progress")
+                "amp", "channels_last", "progress")
+STANDARDIZE_HELP = ("a test-time adaptation that looks at {what}'s images: move them from their own pixel mean/std, "
+                    "computed once over all of them, to the training pool's (the numbers are printed)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "a command's flags.")
     parser.add_argument("--version", action="version", version=f"sgan {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    train = sub.add_parser("train", help="train the SGAN and its supervised twin, print the table")
+    train = sub.add_parser("train", help="train the SGAN beside its supervised twin and fixmatch, print the table")
     train.add_argument("--config", help="a .toml or .json file of config keys")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
@@ -90,16 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder")
     ev.add_argument("--data", required=True, help="labeled file (CSV, IDX, NPZ) or image folder")
     ev.add_argument("--method", nargs="+", help="methods to evaluate (default: all in the run)")
+    ev.add_argument("--standardize", action="store_true", help=STANDARDIZE_HELP.format(what="--data"))
     pr = sub.add_parser("predict", help="predict a file (Kaggle id,label CSV) or an image folder (path,label,confidence)")
     pr.add_argument("run", help="run folder")
     pr.add_argument("--data", required=True, help="images to label: e.g. Kaggle test.csv, or a folder of images")
     pr.add_argument("--out", required=True, help="CSV to write")
     pr.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
+    pr.add_argument("--standardize", action="store_true", help=STANDARDIZE_HELP.format(what="--data"))
     ex = sub.add_parser("export", help="one trained classifier as ONNX, to serve without sgan or torch")
     ex.add_argument("run", help="run folder")
     ex.add_argument("--method", default="sgan", help="which trained classifier (default: sgan)")
     ex.add_argument("--format", default="onnx", choices=("onnx",), help="file format (default: onnx)")
     ex.add_argument("--out", help="file to write (default: RUN/<method>.onnx)")
+    ex.add_argument("--standardize-to", metavar="FILE", help=STANDARDIZE_HELP.format(what="FILE")
+                    + "; the two numbers are fixed inside the graph")
     sg = sub.add_parser("suggest-labels", help="propose which images to label, before any label exists")
     sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
     sg.add_argument("--budget", type=int, required=True, help="how many images to label")
@@ -150,34 +159,33 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from .sweep import run_sweep
 
     values = read_config_file(args.config, section="sweep") if args.config else {}
-    table = values.pop("sweep", {})
-    unknown = set(table) - set(SWEEP_FIELDS)
-    if unknown:
-        raise SganError(f"{args.config}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_FIELDS)}")
-    check_types(table, f"{args.config} [sweep]", SWEEP_FIELDS)
-    base = {**values, **_overrides(args)}
-    resolve(base)  # every key and value checked before any cell starts
-    for budget in table.get("per_budget", {}):
-        if not budget.isdigit():
-            raise SganError(f"{args.config}: [sweep.per_budget.{budget}] must name a label budget, e.g. [sweep.per_budget.100]")
     flags = {k.removeprefix("sweep_"): v for k, v in vars(args).items() if k.startswith("sweep_")}
-    sweep = Sweep(base=base, **{**table, **flags})  # per_budget and per_source come from the config file only
-    check_values(sweep, "sweep")
-    for cell in sweep.cells():  # each cell's config as it will run (its source set), checked before any starts
-        resolve(cell)
+    sweep = Sweep.from_config(values, where=args.config or "command line", flags=flags, overrides=_overrides(args))
     run_sweep(sweep)
     print(SweepFolder(sweep.out).table("val").read_text(), end="")
     print(f"sweep folder: {sweep.out}")
+
+
+def standardized(classifier: "Classifier", images: Any, wanted: bool) -> "Classifier":
+    """The classifier, or with `wanted` the one standardizing from `images`' statistics, said on stderr."""
+    if not wanted:
+        return classifier
+    adapted = classifier.standardized_to(images)
+    (mean, std), (to_mean, to_std) = adapted.set_stats, adapted.input_stats
+    print(f"sgan: {classifier.method}: standardizing from the images' pixel mean {mean:.4f}, std {std:.4f} "
+          f"(model range) to the training pool's {to_mean:.4f}, {to_std:.4f}", file=sys.stderr)
+    return adapted
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import load
     from .report import text_table
 
-    rows = [["method", "data", "images", "accuracy"]]
+    rows = [["method", "data", "images", "accuracy" + (" (standardized to the pool)" if args.standardize else "")]]
     for method in args.method or RunFolder(args.run).read_config().methods:
         classifier = load(args.run, method=method)
         images = classifier.read(args.data)
+        classifier = standardized(classifier, images, args.standardize)
         rows.append([method, args.data, str(len(images)), f"{classifier.accuracy(images):.4f}"])
     print(text_table(rows))
 
@@ -189,7 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     check_target(out)
     classifier = load(args.run, method=args.method)
     images = classifier.read(args.data)
-    probabilities = classifier.predict_proba(images)
+    probabilities = standardized(classifier, images, args.standardize).predict_proba(images)
     if images.paths is not None:  # an image folder: path,label,confidence
         write_predictions(out, images, probabilities, classifier.classes)
     else:
@@ -203,6 +211,8 @@ def cmd_export(args: argparse.Namespace) -> None:
     classifier = load(args.run, method=args.method)
     out = Path(args.out) if args.out else RunFolder(args.run).onnx(args.method)
     check_target(out)
+    if args.standardize_to:
+        classifier = standardized(classifier, classifier.read(args.standardize_to), True)
     classifier.export_onnx(out)
     print(f"wrote {out}: input 'images', float32 (N, {classifier.channels}, {classifier.image_size}, "
           f"{classifier.image_size}) pixel values 0..255; output 'probabilities' (N, {classifier.num_classes})")

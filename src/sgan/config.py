@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SganError
-from .registry import METHODS
+from .registry import METHODS, REGISTRY
 from .presets import kaggle_layout, preset_values
 
 PHOTO_SIZES = (32, 64, 96, 128, 224)
@@ -70,8 +70,7 @@ class Config:
     unlabeled: str | None = option(None, "unlabeled source: a file or image folder, the name of an --eval set "
                                    "(transductive), or 'test' (default: the rest of the pool)")
     unlabeled_plus_pool: bool = option(False, "with --unlabeled: the rest of the pool joins that source's images "
-                                       "as unlabeled images (the training distribution beside a shifted target; "
-                                       "conventional methods standardize the joined set as one)")
+                                       "as unlabeled images (the training distribution beside a shifted target)")
     eval: dict[str, str] = option({}, "extra evaluation set NAME=FILE (repeatable), e.g. holdout=Dig-MNIST.csv")
     test_data: str | None = option(None, "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder "
                                    "sets it)")
@@ -96,7 +95,8 @@ class Config:
                               "~4x cheaper at 64 px)", choices=("small", "imagenet"))
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
                          choices=("final", "best_val"))
-    methods: list[str] = option(["supervised", "sgan"], "methods side by side", choices=METHODS)
+    methods: list[str] = option(["supervised", "fixmatch", "sgan"], "methods side by side: the supervised twin, what "
+                                "the unlabeled images buy without a generator (fixmatch), the SGAN", choices=METHODS)
     iterations: int = option(1500, "training steps per method", within="[1, inf)")
     batch_size: int = option(32, "labeled and unlabeled batch size", within="[1, inf)")
     fake_batch_size: int | None = option(None, "SGAN: generated images per step (default: --batch-size); the "
@@ -112,21 +112,24 @@ class Config:
     input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)",
                                 within="[0, inf)")
     unlabeled_weight: float = option(1.0, "weight of the real/fake terms in the discriminator loss", within="[0, inf)")
-    pseudo_label_weight: float = option(0.0, "SGAN: weight of the pseudo-label loss: cross-entropy of an augmented "
-                                        "view of each unlabeled image against the class its plain view predicts "
-                                        "confidently (FixMatch); 0: off", within="[0, inf)")
-    pseudo_label_threshold: float = option(0.95, "SGAN: confidence an unlabeled image needs to get a pseudo-label",
+    pseudo_label_weight: float = option(1.0, "weight of the pseudo-label loss (FixMatch), for fixmatch and the SGAN "
+                                        "variants: cross-entropy of an augmented view of each unlabeled image against "
+                                        "the class its plain view predicts confidently; 0: off (not for fixmatch)",
+                                        within="[0, inf)")
+    pseudo_label_threshold: float = option(0.95, "confidence an unlabeled image needs to get a pseudo-label",
                                            within="(0, 1]")
-    split_bn: bool = option(False, "SGAN: labeled and unlabeled images in separate BatchNorm batches, running "
-                            "statistics from the labeled ones (for an unlabeled source from another distribution)")
-    aug_policy: str = option("auto", "augmentation (+aug methods, pseudo-label views): affine (rotation, shift, zoom), "
-                             "photo (also left-right flips and brightness/contrast jitter), or auto: photo for "
-                             "3-channel images, affine for 1-channel ones (digits are never flipped)",
+    split_bn: bool = option(False, "SGAN and fixmatch: labeled and unlabeled images in separate BatchNorm batches, "
+                            "running statistics from the labeled ones (for an unlabeled source from another "
+                            "distribution)")
+    aug_policy: str = option("auto", "augmentation (conventional, fixmatch, +aug methods, pseudo-label views): affine "
+                             "(rotation, shift, zoom), photo (also left-right flips and brightness/contrast "
+                             "jitter), or auto: photo for 3-channel images, affine for 1-channel ones (digits are "
+                             "never flipped)",
                              choices=("auto", "affine", "photo"))
     aug_jitter: float = option(0.1, "photo augmentation: brightness shift and contrast gain, +- this",
                                within="[0, 1]")
-    aug_degrees: float = option(10.0, "augmentation (+aug methods, pseudo-label views): rotation range, +- degrees",
-                                within="[0, 180]")
+    aug_degrees: float = option(10.0, "augmentation (conventional, fixmatch, +aug, pseudo-label views): rotation "
+                                "range, +- degrees", within="[0, 180]")
     aug_translate: float = option(0.1, "augmentation: shift, +- this fraction of the image size", within="[0, 1]")
     aug_scale: float = option(0.1, "augmentation: zoom range, 1 +- this", within="[0, 1)")
     aug_stroke: float = option(0.0, "augmentation: pen width, for line drawings such as digits: each image's lines "
@@ -134,6 +137,9 @@ class Config:
                                "this); 0: off", within="[0, 1]")
     adabn: bool = option(False, "also report accuracy with BatchNorm re-estimated on each eval set (looks at its "
                          "images)")
+    set_std: bool = option(False, "also report accuracy on each eval set standardized from its own pixel mean/std "
+                           "(computed once over the whole set) to the training pool's, the Keras notebook's "
+                           "conventional step (looks at the set's images)")
     ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)", within="[0, 1)")
     log_every: int = option(50, "steps between loss lines in metrics.jsonl", within="[1, inf)")
     tensorboard: bool = option(False, "also write TensorBoard event files under RUN/tensorboard (needs: pip install "
@@ -161,6 +167,10 @@ class Config:
             raise SganError("config: unlabeled source 'test' needs test_data (a Kaggle folder sets it)")
         if self.unlabeled_plus_pool and (self.unlabeled is None or self.stream):
             raise SganError("config: unlabeled_plus_pool needs an --unlabeled source held in memory (not --stream)")
+        if self.pseudo_label_weight == 0 and (pl_only := [m for m in self.methods if REGISTRY[m].uses_unlabeled
+                                                          and not REGISTRY[m].has_generator]):
+            raise SganError(f"config: {pl_only[0]} learns from unlabeled images through the pseudo-label term "
+                            "alone; pseudo_label_weight must be > 0")
         if self.model == "digits" and self.image_size != 28:
             raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
         if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:

@@ -16,7 +16,7 @@ from .data import ImageSet, load_images
 from .data.prepare import LabeledTensors, check_label_range, prepare_images
 from .data.folders import read_files
 from .data.readers import images_from_array
-from .data.transforms import standardize, to_model_range, to_uint8
+from .data.transforms import set_stats, shift_scale, to_model_range, to_uint8
 from .errors import SganError
 from .models import build_classifier
 from .run import RunFolder
@@ -72,14 +72,20 @@ def confusion_accuracy(confusion: torch.Tensor) -> float:
     return (confusion.trace() / confusion.sum()).item()
 
 
-def evaluate(classifier: nn.Module, sets: dict[str, LabeledTensors], *, adabn: bool = False
+def evaluate(classifier: nn.Module, sets: dict[str, LabeledTensors], *, adabn: bool = False,
+             set_std: tuple[float, float] | None = None
              ) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
-    """Accuracy on each labeled set, and with `adabn` also under "<set>+adabn"
-    (it looks at the set's images, so it is reported apart); and each set's diagnostics."""
+    """Accuracy on each labeled set, and each set's diagnostics. Two test-time adaptations that
+    look at a set's images, each reported apart: `adabn` under "<set>+adabn", and with `set_std`
+    (the training pool's pixel mean/std) under "<set>+std": the set moved from its own mean/std,
+    computed once over the whole set, to those."""
     diagnostics = {k: diagnose(classifier, v.x, v.y) for k, v in sets.items()}
     accuracies = {k: confusion_accuracy(d["confusion"]) for k, d in diagnostics.items()}
     if adabn:
         accuracies.update({f"{k}+adabn": accuracy(adapt_batchnorm(classifier, v.x), v.x, v.y) for k, v in sets.items()})
+    if set_std is not None:
+        accuracies.update({f"{k}+std": accuracy(classifier, shift_scale(v.x, own=set_stats(v.x), target=set_std), v.y)
+                           for k, v in sets.items()})
     return accuracies, diagnostics
 
 
@@ -90,21 +96,36 @@ class Classifier:
     """A run's trained classifier for one method, with the preprocessing it was trained with:
     `sgan.load(run, method=...)`. `predict` / `predict_proba` take an array of images (uint8
     0..255 or floats in [0, 1]; (N, H, W), (N, C, H, W) or (N, H, W, C)), a file or image folder
-    path, or a list of image files; images of another size are resized to the run's."""
+    path, or a list of image files; images of another size are resized to the run's. Each image's
+    answer depends on that image alone, in any batch: the preprocessing is fixed numbers."""
 
     def __init__(self, run_dir: str | Path, method: str) -> None:
         run = RunFolder(run_dir)
         self.cfg = run.read_config()
         if method not in self.cfg.methods:
             raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(self.cfg.methods)})")
-        path = run.weights(method, "classifier")
+        path = run.evaluated_weights(method, self.cfg)
         shapes = read_shapes(path)
         self.method, self.image_size = method, self.cfg.image_size
         self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
         self.classes: list[str] = shapes.get("classes") or []  # names of an image folder's classes
-        self.standardize = shapes.get("standardize")  # [mean, std] for "+aug" methods
+        # the training pool's pixel mean/std in model range (runs before 0.2 kept it for "+aug" methods only)
+        stats = shapes.get("input_stats") or shapes.get("standardize")
+        self.input_stats: tuple[float, float] | None = tuple(stats) if stats else None
+        self.set_stats: tuple[float, float] | None = None  # set by standardized_to: a target set's mean/std
         self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
         load_weights(self.network, path)
+
+    def standardized_to(self, images: "Images") -> "Classifier":
+        """This classifier with an explicit test-time adaptation: images are moved from the pixel
+        mean/std of `images` (computed once, over all of them) to the training pool's. Those two
+        numbers are fixed from then on (`set_stats`), so an image's answer still does not depend
+        on the images beside it."""
+        if self.input_stats is None:
+            raise SganError(f"{self.method}: this run saved no input statistics (trained before sgan kept them)")
+        adapted = copy.copy(self)
+        adapted.set_stats = set_stats(self.inputs(self.images(images)))
+        return adapted
 
     def read(self, path: str | Path) -> ImageSet:
         """A file or image folder, decoded the way the run's training images were."""
@@ -124,10 +145,7 @@ class Classifier:
         if images.images.shape[1] != self.channels:
             raise SganError(f"{images.source}: {images.images.shape[1]}-channel images; "
                             f"the run was trained on {self.channels}")
-        x = prepare_images(images.images, self.image_size)
-        if self.standardize:
-            x = standardize(x, mean=self.standardize[0], std=self.standardize[1])
-        return x
+        return Preprocess(self.set_stats, self.input_stats)(prepare_images(images.images, self.image_size))
 
     def predict_proba(self, images: Images) -> np.ndarray:
         """Softmax over the K classes, (N, K) float32."""
@@ -145,26 +163,33 @@ class Classifier:
 
     def export_onnx(self, path: str | Path) -> None:
         """An ONNX file that takes pixel values 0..255, float32 (N, C, S, S) at the run's size S,
-        and returns class probabilities (N, K): the preprocessing is inside, so serving it
-        needs no sgan (for a "+aug" method each call's batch is standardized as a set)."""
+        and returns class probabilities (N, K): the preprocessing is inside (with its fixed
+        numbers, a set standardization's included), so serving it needs no sgan."""
         from .export import export_onnx
 
-        export_onnx(Served(self.network, self.standardize), path,
-                    example=torch.zeros(2, self.channels, self.image_size, self.image_size))
+        served = nn.Sequential(Scale(), Preprocess(self.set_stats, self.input_stats), self.network, nn.Softmax(dim=1))
+        export_onnx(served, path, example=torch.zeros(2, self.channels, self.image_size, self.image_size))
 
 
-class Served(nn.Module):
-    """Pixels 0..255 (N, C, S, S) -> probabilities (N, K), as `Classifier.predict_proba` computes them."""
-
-    def __init__(self, network: nn.Module, standardize: list[float] | None) -> None:
-        super().__init__()
-        self.network, self.target = network.eval(), standardize
+class Scale(nn.Module):
+    """Pixels 0..255 (N, C, S, S) -> the model range [-1, 1], as to_model_range."""
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = to_model_range(pixels)
-        if self.target:  # standardize(), in tensor operations an exporter can trace
-            x = (x - x.mean()) / x.std().clamp(min=1e-8) * self.target[1] + self.target[0]
-        return self.network(x).softmax(dim=1)
+        return to_model_range(pixels)
+
+
+class Preprocess(nn.Module):
+    """Model-range images (N, C, S, S) moved from a set's pixel mean/std `own` to `target` with
+    fixed numbers (shift_scale); the identity without a set standardization."""
+
+    def __init__(self, own: tuple[float, float] | None, target: tuple[float, float] | None) -> None:
+        super().__init__()
+        self.own, self.target = own, target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.own is None or self.target is None:
+            return x
+        return shift_scale(x, own=self.own, target=self.target)
 
 
 def load(run: str | Path, *, method: str = "sgan") -> Classifier:

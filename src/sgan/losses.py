@@ -30,12 +30,23 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(torch.logsumexp(logits, dim=1)).mean()
 
 
+def pseudo_labels(logits_weak: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class the plain view (B, K) predicts, (B,), and whether it is at least `threshold`
+    confident, (B,) float 0/1 (FixMatch's mask; its mean is the logged mask rate)."""
+    confidence, target = F.softmax(logits_weak, dim=1).max(dim=1)  # (B,), (B,)
+    return target, (confidence >= threshold).float()
+
+
 def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, threshold: float) -> torch.Tensor:
     """Cross-entropy of a strongly augmented view (B, K) against the argmax of the plain view
     (B, K), counted only where the plain view is at least `threshold` confident (FixMatch)."""
-    confidence, target = F.softmax(logits_weak, dim=1).max(dim=1)  # (B,), (B,)
-    mask = (confidence >= threshold).float()
+    target, mask = pseudo_labels(logits_weak, threshold)
     return (F.cross_entropy(logits_strong, target, reduction="none") * mask).mean()
+
+
+def real_probability(logits: torch.Tensor) -> torch.Tensor:
+    """D(x) = Z / (Z + 1) = sigmoid(logsumexp(l)) per image, (B,), from logits (B, K)."""
+    return torch.sigmoid(torch.logsumexp(logits, dim=1))
 
 
 def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:

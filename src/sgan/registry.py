@@ -1,6 +1,7 @@
-"""The registry of training methods: what each one is, in one place, read by config validation,
-the trainer, sweeps and reports. How each trains lives in methods/ (a `train_step(x_lb, y_lb,
-x_ulb) -> dict of floats` each); methods/build.py makes one with its networks.
+"""The registry of training methods: what each one is and which class in `sgan.methods` trains
+it, in one place, read by config validation, the trainer, sweeps and reports. Adding a method is
+one entry here plus one class in methods/ (a `train_step(x_lb, y_lb, x_ulb) -> dict of floats`
+and a `build(cfg, ...)` classmethod).
 
 Nothing here imports torch, so that reading the registry (e.g. to validate a config) is cheap.
 """
@@ -13,16 +14,19 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
+    builder: str  # the class of sgan.methods that builds and trains it
     uses_unlabeled: bool  # trains on the unlabeled images too
     has_generator: bool  # trains a generator against the classifier (an SGAN variant)
-    conventional: bool  # random affine views of its training batches + per-set standardization of every set
+    augments: bool  # random views (affine, photo policy) of every training batch
 
 
 REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    MethodSpec("supervised", uses_unlabeled=False, has_generator=False, conventional=False),
-    MethodSpec("conventional", uses_unlabeled=False, has_generator=False, conventional=True),
-    MethodSpec("sgan", uses_unlabeled=True, has_generator=True, conventional=False),
-    MethodSpec("sgan+aug", uses_unlabeled=True, has_generator=True, conventional=True),
+    MethodSpec("supervised", "Supervised", uses_unlabeled=False, has_generator=False, augments=False),
+    MethodSpec("conventional", "Supervised", uses_unlabeled=False, has_generator=False, augments=True),
+    # the SGAN's pseudo-label term alone, on augmented batches: what the unlabeled images buy without a generator
+    MethodSpec("fixmatch", "FixMatch", uses_unlabeled=True, has_generator=False, augments=True),
+    MethodSpec("sgan", "SGAN", uses_unlabeled=True, has_generator=True, augments=False),
+    MethodSpec("sgan+aug", "SGAN", uses_unlabeled=True, has_generator=True, augments=True),
 )}
 METHODS = tuple(REGISTRY)
 

@@ -214,6 +214,11 @@ class RunFolder(Folder):
     def weights(self, method: str, part: str = "classifier") -> Path:
         return self.path / f"{method}_{part}.safetensors"
 
+    def evaluated_weights(self, method: str, cfg: Config) -> Path:
+        """The weights a run's accuracies were measured with: the moving average's when it kept
+        one (--ema), else the classifier's."""
+        return self.weights(method, "ema" if cfg.ema else "classifier")
+
     def diagnostics(self, method: str) -> Path:
         return self.path / f"{method}_diagnostics.safetensors"
 

@@ -11,14 +11,14 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import statistics
 import sys
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from .files import atomic_write_text, csv_text
-from .config import Config, option
+from .config import Config, check_keys, check_types, check_values, option, resolve
 from .errors import Interrupted, SganError
 from .registry import REGISTRY
 from .run import Metrics, RunFolder, SweepFolder
@@ -42,6 +42,41 @@ class Sweep:
     per_budget: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget only "
                                                    "([sweep.per_budget.N] tables of a config file)")
 
+    @classmethod
+    def from_config(cls, values: dict[str, Any], *, where: str, flags: dict[str, Any] | None = None,
+                    overrides: dict[str, Any] | None = None) -> "Sweep":
+        """A sweep from a config file's keys, its [sweep] table under values["sweep"] (the
+        per_budget and per_source tables come from there only), then `flags` ([sweep] keys) and
+        `overrides` (config keys) from a command line; checked as `check` does."""
+        values = dict(values)
+        table = values.pop("sweep", {})
+        unknown = set(table) - set(SWEEP_FIELDS)
+        if unknown:
+            raise SganError(f"{where}: unknown [sweep] key {sorted(unknown)[0]!r}; expected {', '.join(SWEEP_FIELDS)}")
+        check_types(table, f"{where} [sweep]", SWEEP_FIELDS)
+        sweep = cls(base={**values, **(overrides or {})}, **{**table, **(flags or {})})
+        sweep.check(where)
+        return sweep
+
+    def check(self, where: str = "sweep") -> None:
+        """Every value and every cell's config as it will run (its source set), before any cell
+        starts: what the CLI and a Python caller of run_sweep are refused alike."""
+        check_values(self, "sweep")
+        check_keys(self.base, where)
+        check_types(self.base, where)
+        resolve(self.base)
+        for budget in self.per_budget:
+            if not str(budget).isdigit():
+                raise SganError(f"{where}: [sweep.per_budget.{budget}] must name a label budget, e.g. "
+                                "[sweep.per_budget.100]")
+        labels: dict[str, str] = {}
+        for source in self.sources:
+            if (other := labels.setdefault(cell_label(source), source)) != source:
+                raise SganError(f"{where}: unlabeled sources {other!r} and {source!r} would share the cell folders "
+                                f"'*_{cell_label(source)}_*'; rename one")
+        for cell in self.cells():
+            resolve(cell)
+
     def cells(self) -> list[dict[str, Any]]:
         """One config per cell; methods that ignore unlabeled images run with the pool source only."""
         methods = self.base.get("methods") or list(REGISTRY)
@@ -54,12 +89,18 @@ class Sweep:
                 continue
             for n in self.budgets:
                 for seed in self.seeds:
-                    name = f"n{n}_{Path(source).stem}_seed{seed}"
+                    name = f"n{n}_{cell_label(source)}_seed{seed}"
                     cells.append({**self.base, **budget_values.get(str(n), {}), **self.per_source.get(source, {}),
                                   "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
                                   "out": str(folder.cell(name))})
         return cells
+
+
+def cell_label(source: str) -> str:
+    """An unlabeled source as part of a cell folder's name: the whole path, its separators and
+    other characters a name cannot hold as "-", so that a/train.csv and b/train.csv differ."""
+    return re.sub(r"[^A-Za-z0-9._+]+", "-", source).strip("-") or "-"
 
 
 SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table
@@ -116,7 +157,9 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> N
         bar.close()
 
 
-def run_sweep(sweep: Sweep) -> list[dict[str, Any]]:
+def run_sweep(sweep: Sweep) -> list[Metrics]:
+    """Every cell not yet complete, then the tables, the verdict and the plot from all cells."""
+    sweep.check()
     todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
     todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first, so that the workers finish together
     if todo:
@@ -188,25 +231,42 @@ def write_report(results: list[Metrics], out: SweepFolder) -> None:
 
 def verdict(rows: list[dict[str, Any]]) -> str:
     """For each budget and unlabeled source: the SGAN variant and the method without a generator
-    that are best on validation (mean over seeds), side by side on every evaluation set with
-    their spreads. Chosen on validation, so that a holdout is reported, never chosen on."""
-    def best_on_val(n: int, source: str, has_generator: bool) -> str | None:
-        val = [r for r in rows if r["eval_set"] == "val" and r["n_labeled"] == n and r["unlabeled"] == source
+    that are best on validation (mean over seeds; the non-GAN methods include those that learn
+    from the same unlabeled images through pseudo-labels alone), side by side on every
+    evaluation set; and the generator's share: the SGAN variant minus the best of the non-GAN
+    methods on that source's unlabeled images. Differences are per seed (the seeds share their
+    split), mean +- std. Chosen on validation, so that a holdout is reported, never chosen on."""
+    def best_on_val(n: int, sources: tuple[str, ...], has_generator: bool) -> dict[str, Any] | None:
+        val = [r for r in rows if r["eval_set"] == "val" and r["n_labeled"] == n and r["unlabeled"] in sources
                and REGISTRY[r["method"]].has_generator == has_generator]
-        return max(val, key=lambda r: r["mean"])["method"] if val else None
+        return max(val, key=lambda r: r["mean"]) if val else None
 
-    lines = ["| eval set | n labeled | unlabeled | best SGAN variant | best non-GAN method | difference (points) |",
-             "|---|---:|---|---|---|---:|"]
+    lines = ["| eval set | n labeled | unlabeled | best SGAN variant | best non-GAN method | difference (points) "
+             "| best non-GAN method on these unlabeled images | generator's share (points) |",
+             "|---|---:|---|---|---|---:|---|---:|"]
     for eval_set in sorted({r["eval_set"] for r in rows}):
         for n in sorted({r["n_labeled"] for r in rows}):
             cell = {(r["method"], r["unlabeled"]): r for r in rows if r["eval_set"] == eval_set and r["n_labeled"] == n}
             for source in sorted({source for _, source in cell} - {"-"}):
-                g = cell.get((best_on_val(n, source, True), source))
-                p = cell.get((best_on_val(n, "-", False), "-"))
+                chosen = [best_on_val(n, (source,), True), best_on_val(n, ("-", source), False),
+                          best_on_val(n, (source,), False)]
+                g, p, u = (cell.get((c["method"], c["unlabeled"])) if c else None for c in chosen)
                 if g is None or p is None:
                     continue
+                share = f"{u['method']} {fmt(u)} | {paired(g, u)}" if u is not None else "- | -"
                 lines.append(f"| {eval_set} | {n} | {source_text(g)} | {g['method']} {fmt(g)} | {p['method']} {fmt(p)} | "
-                             f"{100 * (g['mean'] - p['mean']):+.2f} |")
+                             f"{paired(g, p)} | {share} |")
     seeds = sorted({s for r in rows for s in r["seeds"]})
-    return ("\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds. Each "
-            "method chosen by its mean validation accuracy at that budget and source, then reported on every set.\n")
+    return ("\n".join(lines) + f"\n\nSeeds: {', '.join(map(str, seeds))}; +- is the sample std over seeds; a "
+            "difference is the mean +- std of the per-seed differences (each seed's methods share its split). "
+            "Each method chosen by its mean validation accuracy at that budget and source, then reported on "
+            "every set.\n")
+
+
+def paired(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """a minus b in points, seed by seed over the seeds both have: mean +- std (std with 2+ seeds)."""
+    theirs = dict(zip(b["seeds"], b["values"]))
+    diffs = [100 * (v - theirs[s]) for s, v in zip(a["seeds"], a["values"]) if s in theirs]
+    if not diffs:
+        return "-"
+    return f"{statistics.fmean(diffs):+.2f}" + (f" +- {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else "")

@@ -191,9 +191,10 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
             last = f"the last good checkpoint is {ckpt.path}" if ckpt.path.is_file() else "no checkpoint written yet"
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
                             f"final ({last})")
-        training.after_step(step, started=start)
+        rates = dict(zip(("lr", "lr_g"), (opt.param_groups[0]["lr"] for opt in method.optimizers())))  # this step's
+        training.after_step(step, started=start)  # the schedules move on
         if step % cfg.log_every == 0:
-            monitor.losses(step, losses)
+            monitor.losses(step, {**losses, **rates})
             shown.update({k.removeprefix("loss_"): f"{losses[k]:.3f}" for k in SHOWN_LOSSES if k in losses})
         if ranks.main and (step % cfg.eval_every == 0 or step == cfg.iterations):
             shown["val"] = f"{monitor.validate(step):.3f}"
@@ -219,13 +220,15 @@ def finish_method(training: TrainingState, cfg: Config, data: Prepared, run: Run
     name, scored, best = training.name, training.scored, training.best
     if best.weights is not None:  # chosen on validation; test sets are scored once, here
         scored.load_state_dict(best.weights)
-    accuracies, diagnostics = evaluate(scored, data.evals, adabn=cfg.adabn)
+    accuracies, diagnostics = evaluate(scored, data.evals, adabn=cfg.adabn,
+                                       set_std=data.pool_stats if cfg.set_std else None)
     save_state(run.diagnostics(name), {f"{k}.{part}": t for k, d in diagnostics.items() for part, t in d.items()},
                {"sets": list(diagnostics)})
-    conventional = REGISTRY[name].conventional
+    # input_stats: the pool's pixel mean/std, what an explicit set standardization moves a set to
     shapes = {"channels": data.channels, "num_classes": data.num_classes, "classes": data.classes,
-              "standardize": list(data.pool_stats) if conventional else None}
-    for part, module in {**training.method.modules(), "classifier": getattr(scored, "module", scored)}.items():
+              "input_stats": list(data.pool_stats)}
+    evaluated = {"ema": scored.module} if scored is not training.method.classifier else {}  # an AveragedModel
+    for part, module in {**training.method.modules(), **evaluated}.items():  # the raw classifier and the EMA's
         save_weights(module, run.weights(name, part), config=cfg.to_dict(), shapes=shapes)
     if training.method.generator is not None:  # the last step always took a snapshot
         with atomic(run.final_samples(name)) as tmp:
@@ -297,7 +300,6 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
     saved = read_checkpoint(run.checkpoint, ranks, cfg, fingerprint) if resume is not None else None
     if resume is not None and ranks.main:
         say_resumed(run, saved)
-    standardized = data.standardized() if any(REGISTRY[m].conventional for m in cfg.methods) else None
     # only rank 0 writes the log; the others keep theirs in memory
     with (open(run.log, "a+") if ranks.main else io.StringIO()) as log, stop_on_signals() as stop:
         log.truncate(saved.log_bytes if saved else 0)  # lines after the checkpoint are redone
@@ -309,9 +311,8 @@ def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *
             if stop.signum is not None:  # a signal while the last method was scored
                 raise Interrupted(stop.signum, f"before {name}; continue with: sgan train --resume {run.path}",
                                   quiet=not ranks.main)
-            method_data = standardized if REGISTRY[name].conventional else data
-            training = start_method(name, cfg, method_data, device, ranks, saved.of(name) if saved else None)
-            result = train_method(training, cfg, method_data, run, log, ckpt, stop)
+            training = start_method(name, cfg, data, device, ranks, saved.of(name) if saved else None)
+            result = train_method(training, cfg, data, run, log, ckpt, stop)
             ckpt.done[name] = result.to_json() if result else {}
             ckpt.save()
     metrics = Metrics(protocol_of(cfg, data), {})

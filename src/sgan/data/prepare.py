@@ -19,7 +19,7 @@ from .picks import Picks, read_picks
 from .stream import STATS_SAMPLE, StreamedFolder
 from .readers import load_images
 from .splits import Split, split_pool
-from .transforms import resize, set_stats, standardize, to_model_range
+from .transforms import resize, set_stats, to_model_range
 
 
 @dataclass
@@ -66,19 +66,6 @@ class Prepared:
         if isinstance(self.x_ulb, StreamedFolder):
             digest.update("\n".join(self.x_ulb.paths).encode())
         return digest.hexdigest()[:16]
-
-    def standardized(self) -> "Prepared":
-        """Every set (labeled, unlabeled, each evaluation set) shifted and scaled from its own
-        pixel mean/std to the pool's; labels are not used."""
-        mean, std = self.pool_stats
-
-        def fix(x: torch.Tensor) -> torch.Tensor:
-            return standardize(x, mean=mean, std=std)
-
-        x_ulb = fix(self.x_ulb) if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.standardized(mean, std)
-        return dataclasses.replace(
-            self, labeled=LabeledTensors(fix(self.labeled.x), self.labeled.y), x_ulb=x_ulb,
-            evals={k: LabeledTensors(fix(v.x), v.y) for k, v in self.evals.items()})
 
 
 def check_label_range(labels: np.ndarray, num_classes: int, source: str) -> None:

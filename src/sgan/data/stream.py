@@ -19,7 +19,7 @@ import torch
 
 from ..errors import SganError
 from .folders import Decoder, image_files
-from .transforms import set_stats, shift_scale, to_model_range
+from .transforms import to_model_range
 
 STATS_SAMPLE = 1000  # images decoded up front to estimate a streamed folder's pixel mean/std
 
@@ -42,14 +42,12 @@ class IndexStream:
 
 @dataclass(frozen=True)
 class StreamedFolder:
-    """An unlabeled image folder kept as its file list; `standardize` = (its own pixel mean/std,
-    the target mean/std) applies per-set standardization as batches arrive."""
+    """An unlabeled image folder kept as its file list, decoded as batches arrive."""
 
     paths: tuple[str, ...]
     size: int
     channels: int
     source: str
-    standardize: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     @classmethod
     def open(cls, folder: str, *, size: int, channels: int) -> "StreamedFolder":
@@ -75,19 +73,12 @@ class StreamedFolder:
             raise SganError(f"{self.source}: none of {n} sampled image files could be decoded")
         return self.to_model(images)
 
-    def standardized(self, mean: float, std: float) -> "StreamedFolder":
-        return dataclasses.replace(self, standardize=(set_stats(self.sample), (mean, std)))
-
     def decoder(self) -> Decoder:
         return Decoder([Path(p) for p in self.paths], self.size, self.channels)
 
     def to_model(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> float in model range, standardized when asked."""
-        x = to_model_range(images)
-        if self.standardize is not None:
-            own, target = self.standardize
-            x = shift_scale(x, own=own, target=target)
-        return x
+        """uint8 (B, C, H, W) -> float in model range."""
+        return to_model_range(images)
 
 
 def decode_batch(decoder: Decoder, indices: list[int]) -> tuple[torch.Tensor, list[tuple[str, str]]]:

@@ -35,14 +35,10 @@ def set_stats(x: torch.Tensor) -> tuple[float, float]:
 
 
 def shift_scale(x: torch.Tensor, *, own: tuple[float, float], target: tuple[float, float]) -> torch.Tensor:
-    """Pixels of a set whose mean/std are `own` moved to mean/std `target`."""
+    """Pixels of a set whose mean/std are `own` moved to mean/std `target` (per-set
+    standardization: a set from another scanner or pen lands on the training set's intensity
+    scale, no labels used)."""
     return (x - own[0]) / max(own[1], 1e-8) * target[1] + target[0]
-
-
-def standardize(x: torch.Tensor, *, mean: float, std: float) -> torch.Tensor:
-    """Shift and scale a set so that its own pixel mean/std become `mean`/`std`: a set from
-    another scanner or pen lands on the training set's intensity scale (no labels used)."""
-    return shift_scale(x, own=set_stats(x), target=(mean, std))
 
 
 def random_affine(x: torch.Tensor, *, degrees: float, translate: float, scale: float,

@@ -7,40 +7,14 @@ pytorch/examples' DCGAN: D on `fake.detach()`, then G.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 from torch import nn
 
 from .. import losses
-from .base import Augment, Wrap, autocast, same
-
-
-@contextmanager
-def frozen_params(model: nn.Module) -> Iterator[None]:
-    """No weight gradients for `model` (inputs still get theirs): the G step needs D's
-    input gradients only."""
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        model.requires_grad_(True)
-
-
-@contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Normalise with batch statistics but leave the running statistics alone, so that
-    generated batches never leak into the statistics used to classify real images."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
-    try:
-        yield
-    finally:
-        for bn, momentum in zip(bns, saved):
-            bn.momentum = momentum
+from ..config import Config
+from ..models import build_generator, memory_format
+from .base import (Augment, Wrap, adam, autocast, frozen_bn_stats, frozen_params, labeled_and_unlabeled,
+                   pseudo_label_term, same)
 
 
 class SGAN:
@@ -66,6 +40,20 @@ class SGAN:
         if pseudo_label_weight > 0 and strong_augment is None:
             raise ValueError("pseudo-labels need a strong_augment function")
 
+    @classmethod
+    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, device: torch.device, views: Augment,
+              strong_augment: Augment, wrap: Wrap, amp: bool) -> "SGAN":
+        """The generator is made after the classifier, so that every method of a seed starts from
+        the same classifier weights."""
+        generator = build_generator(cfg, channels=channels).to(device, memory_format=memory_format(cfg))
+        if cfg.compile:
+            generator.compile()
+        return cls(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
+                   z_dim=cfg.z_dim, fake_batch_size=cfg.fake_batch_size, generator_loss=cfg.generator_loss,
+                   unlabeled_weight=cfg.unlabeled_weight, split_bn=cfg.split_bn,
+                   pseudo_label_weight=cfg.pseudo_label_weight, pseudo_label_threshold=cfg.pseudo_label_threshold,
+                   augment=views, strong_augment=strong_augment, wrap=wrap, amp=amp)
+
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
         z = torch.randn(self.fake_batch_size or len(x_ulb), self.z_dim, device=x_ulb.device)
@@ -89,25 +77,22 @@ class SGAN:
     def discriminator_loss(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor,
                            fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         d, d_net = self.classifier, self.d_net
-        if self.split_bn:
-            logits_lb = d_net(x_lb)  # (B_lb, K); the running statistics come from labeled images only
-            with frozen_bn_stats(d):
-                logits_ulb = d_net(x_ulb)  # (B_ulb, K), normalised with its own batch statistics
-        else:
-            logits_lb, logits_ulb = d_net(torch.cat([x_lb, x_ulb])).split([len(x_lb), len(x_ulb)])  # one BatchNorm batch
+        logits_lb, logits_ulb = labeled_and_unlabeled(d_net, d, x_lb, x_ulb, split_bn=self.split_bn)
         with frozen_bn_stats(d):
             logits_fake = d_net(fake)
         loss_sup = losses.supervised_loss(logits_lb, y_lb)
         loss_real = losses.real_loss(logits_ulb)
         loss_fake = losses.fake_loss(logits_fake)
         loss_d = loss_sup + self.unlabeled_weight * 0.5 * (loss_real + loss_fake)
-        logged = {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(), "loss_fake": loss_fake.item()}
+        with torch.no_grad():  # what the discriminator says of each batch, before this step's update
+            d_real, d_fake = losses.real_probability(logits_ulb).mean(), losses.real_probability(logits_fake).mean()
+        logged = {"loss_sup": loss_sup.item(), "loss_real": loss_real.item(), "loss_fake": loss_fake.item(),
+                  "d_real": d_real.item(), "d_fake": d_fake.item()}
         if self.pseudo_label_weight > 0:
-            with frozen_bn_stats(d):
-                logits_strong = d_net(self.strong_augment(x_ulb))  # (B_ulb, K)
-            loss_pl = losses.pseudo_label_loss(logits_ulb.detach(), logits_strong, self.pseudo_label_threshold)
+            loss_pl, pl_logged = pseudo_label_term(d_net, d, logits_ulb, x_ulb, self.strong_augment,
+                                                   self.pseudo_label_threshold)
             loss_d = loss_d + self.pseudo_label_weight * loss_pl
-            logged["loss_pl"] = loss_pl.item()
+            logged.update(pl_logged)
         return loss_d, logged
 
     def generator_objective(self, x_ulb: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

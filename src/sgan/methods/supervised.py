@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from .. import losses
-from .base import Augment, Wrap, autocast, same
+from ..config import Config
+from .base import Augment, Wrap, adam, autocast, same
 
 
 class Supervised:
@@ -18,6 +19,11 @@ class Supervised:
                  wrap: Wrap = same, amp: bool = False) -> None:
         self.classifier, self.opt, self.augment, self.amp = classifier, opt, augment, amp
         self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
+
+    @classmethod
+    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, device: torch.device, views: Augment,
+              strong_augment: Augment, wrap: Wrap, amp: bool) -> "Supervised":
+        return cls(classifier=classifier, opt=adam(classifier, cfg), augment=views, wrap=wrap, amp=amp)
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         x_lb = self.augment(x_lb)

@@ -155,7 +155,9 @@ def run_sections(run: RunFolder) -> list[str]:
     protocol, methods = metrics.protocol, metrics.methods
     classes = protocol.classes or [str(i) for i in range(config.num_classes or 0)]
     out = [f"<p>{escape(facts_text(protocol))}</p>", "<h2>Results</h2>", results_html(methods),
-           "<p class='muted'>Sets marked +adabn re-estimate BatchNorm statistics on that set's own images (no labels).</p>"]
+           "<p class='muted'>Two test-time adaptations that look at a set's own images (no labels), each reported "
+           "apart: +adabn re-estimates BatchNorm statistics on them; +std moves the set from its own pixel mean/std "
+           "(over the whole set) to the training pool's. A set without a mark used neither.</p>"]
     if protocol.sets:
         out += data_html(protocol.sets, classes)
     out.append("<h2>Training curves</h2>")

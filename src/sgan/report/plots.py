@@ -23,24 +23,29 @@ def save_sample_grid(images: torch.Tensor, path: Path) -> None:
                    value_range=(-1, 1), padding=2, format="png")
 
 
-CURVES = (("loss_d", "discriminator loss"), ("loss_g", "generator loss"), ("loss_sup", "supervised loss"))
+# (panel title, [(metrics.jsonl key, line label suffix)]): the losses, then what a semi-supervised run is doing
+PANELS = (("discriminator loss", [("loss_d", "")]), ("generator loss", [("loss_g", "")]),
+          ("supervised loss", [("loss_sup", "")]), ("validation accuracy %", [("val", "")]),
+          ("learning rate", [("lr", ""), ("lr_g", " (generator)")]),
+          ("pseudo-label mask rate", [("mask_rate", "")]), ("pseudo-label loss", [("loss_pl", "")]),
+          ("D(real) on unlabeled, D(fake)", [("d_real", " real"), ("d_fake", " fake")]))
 
 
 def plot_losses(metrics_path: Path, out: Path) -> None:
-    """D, G and supervised losses and validation accuracy over steps, one line per method, from
-    the per-step metrics file (JSONL); report.html shows this picture."""
+    """Losses, validation accuracy and the diagnostics over steps (learning rates, the share of
+    unlabeled images above the pseudo-label threshold, D(real) and D(fake)), one line per method,
+    from the per-step metrics file (JSONL); report.html shows this picture."""
     rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for method in dict.fromkeys(r["method"] for r in rows):  # in training order
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for i, method in enumerate(dict.fromkeys(r["method"] for r in rows)):  # in training order
         mine = [r for r in rows if r["method"] == method]
-        for ax, (key, _) in zip(axes, CURVES):
-            points = [(r["step"], r[key]) for r in mine if key in r]
-            if points:
-                ax.plot(*zip(*points), label=method)
-        evals = [(r["step"], 100 * r["val"]) for r in mine if "val" in r]
-        if evals:
-            axes[3].plot(*zip(*evals), marker="o", label=method)
-    for ax, title in zip(axes, [t for _, t in CURVES] + ["validation accuracy %"]):
+        for ax, (title, keys) in zip(axes.flat, PANELS):
+            for j, (key, suffix) in enumerate(keys):
+                points = [(r["step"], 100 * r[key] if key == "val" else r[key]) for r in mine if key in r]
+                if points:
+                    ax.plot(*zip(*points), label=method + suffix, color=f"C{i}", linestyle=("-", "--")[j],
+                            marker="o" if key == "val" else None)
+    for ax, (title, _) in zip(axes.flat, PANELS):
         ax.set(title=title, xlabel="iteration")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -67,7 +72,7 @@ def text_table(rows: list[list[str]]) -> str:
 def plot_budget_curves(rows: list[dict], out: Path) -> None:
     """Accuracy against label budget, one line per method and unlabeled source, one panel per
     evaluation set (validation and holdout side by side)."""
-    sets = sorted({r["eval_set"] for r in rows}, key=lambda s: (s.endswith("+adabn"), not s.startswith("val"), s))
+    sets = sorted({r["eval_set"] for r in rows}, key=lambda s: ("+" in s, not s.startswith("val"), s))
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4), squeeze=False)
     for ax, eval_set in zip(axes[0], sets):
         sel = [r for r in rows if r["eval_set"] == eval_set]

@@ -156,3 +156,21 @@ def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
     table = (tmp_path / "out" / "time_to_accuracy.md").read_text()
     assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1
     assert "7 s (step 4, 91.50%)" in table and "not reached (best 91.50% at 7 s, step 4)" in table
+
+
+def test_profile_benchmark_times_every_labelled_part_of_the_photo_step(tmp_path):
+    """benchmarks/profile_step.py at a toy size: every labelled part of the SGAN step is found by
+    the profiler (a label renamed in methods/sgan.py would show as 0 here) and the parts fit in the step."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    prof = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prof)
+    cfg = tmp_path / "toy.toml"
+    cfg.write_text('model = "resnet9"\nimage_size = 32\nwidth = 8\nbatch_size = 4\nnum_classes = 2\n'
+                   'generator_loss = "feature_matching"\n')
+    prof.main(["--config", str(cfg), "--warmup", "1", "--steps", "2", "--amp", "off", "--out", str(tmp_path / "p")])
+    (result,) = json.loads((tmp_path / "p" / "profile.json").read_text())["results"]
+    parts = result["sgan"]["parts_s"]
+    assert set(parts) == set(prof.PARTS) and all(seconds > 0 for seconds in parts.values()), parts
+    assert sum(parts.values()) < 1.5 * result["sgan"]["median_step_s"] and result["ratio"] > 0
+    assert "| D backward |" in (tmp_path / "p" / "profile.md").read_text()

@@ -162,3 +162,30 @@ def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
     assert (y == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
     assert y.mean().item() == pytest.approx(1.0, abs=0.02)
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("size,last_side", [(32, 4), (64, 4)])
+def test_resnet9_shapes_resolution_and_every_parameter_gets_a_gradient(size, last_side):
+    from sgan.models import ResNet9Classifier
+
+    torch.manual_seed(0)
+    d = ResNet9Classifier(num_classes=2, image_size=size, width=8, input_noise=0.3)
+    x = torch.randn(4, 3, size, size)
+    last = d.body[:-2](x)  # before global pooling: the last stage keeps a 4x4 map at either size
+    assert last.shape == (4, 64, last_side, last_side)
+    assert d.features(x).shape == (4, 64) and d(x).shape == (4, 2)
+    d(x).logsumexp(1).mean().backward()
+    for name, p in d.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_resnet9_sgan_step_from_the_config_and_its_size_check():
+    from sgan.errors import SganError
+
+    cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", amp=False)
+    method = build_method("sgan+aug", cfg.validate(), channels=3, num_classes=2, device=torch.device("cpu"))
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    logged = method.train_step(x, torch.randint(0, 2, (8,)), x.flip(0))
+    assert all(torch.isfinite(torch.tensor(v)) for v in logged.values()) and {"d_real", "d_fake", "mask_rate"} <= set(logged)
+    with pytest.raises(SganError, match="resnet9.*image_size"):
+        Config(model="resnet9", image_size=96).validate()

@@ -16,6 +16,7 @@ from .registry import METHODS, REGISTRY
 from .presets import kaggle_layout, preset_values
 
 PHOTO_SIZES = (32, 64, 96, 128, 224)
+RESNET9_SIZES = (32, 64)
 
 
 def inside(value: float, interval: str) -> bool:
@@ -89,8 +90,11 @@ class Config:
     loader_workers: int = option(2, "processes decoding image folders", within="[0, 64]")
     stream: bool = option(False, "decode the --unlabeled image folder batch by batch in --loader-workers processes "
                           "while training (for folders larger than memory)")
-    model: str = option("digits", "digits (the notebook's 28 px pair) or resnet18 (ResNet18 from scratch + a DCGAN "
-                        "generator sized to --image-size)", choices=("digits", "resnet18"))
+    model: str = option("digits", "digits (the notebook's 28 px pair), resnet18 (ResNet18 from scratch) or resnet9 "
+                        "(a compact ResNet-9 that keeps resolution at small sizes); the photo models get a DCGAN "
+                        "generator sized to --image-size", choices=("digits", "resnet18", "resnet9"))
+    width: int = option(32, "resnet9: base width w (stages of w, 2w, 4w, 8w channels; 64 is the original)",
+                        within="[4, 256]")
     resnet_stem: str = option("small", "resnet18 under 128 px: small (3x3 stride-1 stem) or imagenet (torchvision's, "
                               "~4x cheaper at 64 px)", choices=("small", "imagenet"))
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
@@ -175,6 +179,8 @@ class Config:
             raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
         if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:
             raise SganError(f"config: model 'resnet18' takes image_size in {PHOTO_SIZES}, got {self.image_size}")
+        if self.model == "resnet9" and self.image_size not in RESNET9_SIZES:
+            raise SganError(f"config: model 'resnet9' takes image_size in {RESNET9_SIZES}, got {self.image_size}")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SganError(f"config: unknown device {self.device!r}; choose from auto, cpu, cuda, cuda:N")
         return self

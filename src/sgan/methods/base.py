@@ -7,6 +7,7 @@ from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from .. import losses
 from ..config import Config
@@ -108,8 +109,10 @@ def pseudo_label_term(net: nn.Module, bare: nn.Module, logits_ulb: torch.Tensor,
     """FixMatch's term: a strong view of each unlabeled image (B, C, H, W) against the class its
     plain view's logits (B, K) predict with at least `threshold` confidence; logged with the share
     of images that passed (the mask rate: loss_pl = 0 with mask_rate 0 means none passed)."""
-    with frozen_bn_stats(bare):
-        logits_strong = net(strong_augment(x_ulb))  # (B, K)
+    with record_function("strong view"):
+        strong = strong_augment(x_ulb)
+    with frozen_bn_stats(bare), record_function("D: strong view pass"):
+        logits_strong = net(strong)  # (B, K)
     weak = logits_ulb.detach()
     loss = losses.pseudo_label_loss(weak, logits_strong, threshold)
     mask_rate = losses.pseudo_labels(weak, threshold)[1].mean()

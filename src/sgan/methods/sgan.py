@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from .. import losses
 from ..config import Config
@@ -55,30 +56,38 @@ class SGAN:
                    augment=views, strong_augment=strong_augment, wrap=wrap, amp=amp)
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
+        # record_function labels name the step's parts for benchmarks/profile_step.py (no cost unprofiled)
+        with record_function("augment"):
+            x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
         z = torch.randn(self.fake_batch_size or len(x_ulb), self.z_dim, device=x_ulb.device)
 
         # Phase 1: discriminator on real images and on fake.detach()
         with autocast(x_ulb, self.amp):
-            fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
+            with record_function("generator forward"):
+                fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
             loss_d, logged = self.discriminator_loss(x_lb, y_lb, x_ulb, fake.detach())
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        with record_function("D backward"):
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+        with record_function("D optimizer"):
+            self.opt_d.step()
 
         # Phase 2: generator against the updated discriminator
         with autocast(x_ulb, self.amp):
             loss_g = self.generator_objective(x_ulb, fake)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        with record_function("G backward (through D, then G)"):
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+        with record_function("G optimizer"):
+            self.opt_g.step()
         return {**logged, "loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
     def discriminator_loss(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor,
                            fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         d, d_net = self.classifier, self.d_net
-        logits_lb, logits_ulb = labeled_and_unlabeled(d_net, d, x_lb, x_ulb, split_bn=self.split_bn)
-        with frozen_bn_stats(d):
+        with record_function("D: labeled + unlabeled pass"):
+            logits_lb, logits_ulb = labeled_and_unlabeled(d_net, d, x_lb, x_ulb, split_bn=self.split_bn)
+        with frozen_bn_stats(d), record_function("D: generated pass"):
             logits_fake = d_net(fake)
         loss_sup = losses.supervised_loss(logits_lb, y_lb)
         loss_real = losses.real_loss(logits_ulb)
@@ -100,10 +109,12 @@ class SGAN:
         d = self.classifier
         with frozen_bn_stats(d), frozen_params(d):
             if self.generator_loss == "feature_matching":
-                with torch.no_grad():
+                with torch.no_grad(), record_function("G: feature target (no grad)"):
                     target = d.features(x_ulb)  # (B, F)
-                return losses.feature_matching_loss(target, d.features(fake))
-            return losses.real_loss(d(fake))
+                with record_function("G: generated pass through D"):
+                    return losses.feature_matching_loss(target, d.features(fake))
+            with record_function("G: generated pass through D"):
+                return losses.real_loss(d(fake))
 
     def modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.classifier, "generator": self.generator}

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .digits import DigitClassifier, DigitGenerator, GaussianNoise
-from .photos import DCGANGenerator, ResNet18Classifier
+from .photos import DCGANGenerator, ResNet9Classifier, ResNet18Classifier
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -19,6 +19,9 @@ def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Modu
     if cfg.model == "resnet18":
         return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
                                   input_noise=cfg.input_noise, stem=cfg.resnet_stem)
+    if cfg.model == "resnet9":
+        return ResNet9Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
+                                 width=cfg.width, input_noise=cfg.input_noise)
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
 
 
@@ -28,10 +31,10 @@ def memory_format(cfg: Config) -> torch.memory_format:
 
 
 def build_generator(cfg: Config, *, channels: int) -> nn.Module:
-    if cfg.model == "resnet18":
+    if cfg.model in ("resnet18", "resnet9"):
         return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
     return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
 
 
-__all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet18Classifier",
+__all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet9Classifier", "ResNet18Classifier",
            "build_classifier", "build_generator", "memory_format"]

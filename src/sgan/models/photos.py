@@ -73,3 +73,47 @@ class ResNet18Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))  # (B, K)
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True))
+
+
+class Residual(nn.Module):
+    """x + two 3x3 conv-BN-ReLU layers of the same width."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(width, width), conv_bn(width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9Classifier(nn.Module):
+    """The ResNet-9 of "How to train your ResNet" (Page 2018), CIFAR-10 in minutes, at a chosen
+    width: a 3x3 stem at full resolution, then three stages (conv, 2x max-pool; residual blocks
+    after the first and the last), global average pooling, a linear head. Widths w, 2w, 4w, 8w
+    (w = 64 is the original, about 0.45 GMAC per 32 px image; w = 16 about 28 MMAC, the cost
+    of the imagenet-stem ResNet18 at 32 px). No early stride: a 32 px photo reaches the last
+    stage at 4x4 (the imagenet-stem ResNet18 at 1x1); images from 64 px up are first halved by a
+    max-pool after the stem, so the stages see 32 px."""
+
+    def __init__(self, *, num_classes: int = 2, channels: int = 3, image_size: int = 32, width: int = 32,
+                 input_noise: float = 0.0) -> None:
+        super().__init__()
+        w = width
+        self.noise = GaussianNoise(input_noise)
+        self.body = nn.Sequential(
+            conv_bn(channels, w), *([nn.MaxPool2d(2)] if image_size >= 64 else []),
+            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.noise(x))  # (B, 8w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))  # (B, K)

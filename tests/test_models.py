@@ -189,3 +189,13 @@ def test_resnet9_sgan_step_from_the_config_and_its_size_check():
     assert all(torch.isfinite(torch.tensor(v)) for v in logged.values()) and {"d_real", "d_fake", "mask_rate"} <= set(logged)
     with pytest.raises(SganError, match="resnet9.*image_size"):
         Config(model="resnet9", image_size=96).validate()
+
+
+def test_generator_width_sets_the_photo_generators_channels():
+    from sgan.models import build_generator
+
+    for width in (16, 64):
+        g = build_generator(Config(model="resnet9", image_size=32, generator_width=width).validate(), channels=3)
+        widths = [m.out_channels for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert widths == [2 * width, width, 3]  # 4 -> 8 -> 16 -> 32 px
+        assert g(torch.randn(2, 100)).shape == (2, 3, 32, 32)

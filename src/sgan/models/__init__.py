@@ -32,7 +32,7 @@ def memory_format(cfg: Config) -> torch.memory_format:
 
 def build_generator(cfg: Config, *, channels: int) -> nn.Module:
     if cfg.model in ("resnet18", "resnet9"):
-        return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size)
+        return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size, ngf=cfg.generator_width)
     return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
 
 

@@ -4,7 +4,6 @@ what a run keeps with --ema."""
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn

@@ -56,7 +56,7 @@ class SGAN:
                    augment=views, strong_augment=strong_augment, wrap=wrap, amp=amp)
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
-        # record_function labels name the step's parts for benchmarks/profile_step.py (no cost unprofiled)
+        # record_function labels name the step's parts for benchmarks/profile_step.py (microseconds unprofiled)
         with record_function("augment"):
             x_ulb, x_lb = self.augment(x_ulb), self.augment(x_lb)  # in this order: the views' random draws
         z = torch.randn(self.fake_batch_size or len(x_ulb), self.z_dim, device=x_ulb.device)

@@ -26,7 +26,7 @@ from sgan.methods import build_method
 from sgan.methods.base import bf16_is_fast
 
 PARTS = ("augment", "generator forward", "D: labeled + unlabeled pass", "D: generated pass", "strong view",
-         "D: strong view pass", "D backward", "D optimizer", "G: feature target (no grad)",
+         "D: strong view pass", "D backward", "D optimizer",
          "G: generated pass through D", "G backward (through D, then G)", "G optimizer")
 
 

@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     amps = {None: [False], "on": [True], "both": [False, True]}[args.amp]
-    cells = [("sgan (PyTorch) 28 px", Config(batch_size=b, amp=amp, compile=args.compile), 1, args.iterations,
-              args.warmup) for b in args.batch for amp in amps]
+    cells = [("sgan (PyTorch) 28 px", Config(model="digits", image_size=28, batch_size=b, amp=amp,
+                                             compile=args.compile), 1, args.iterations, args.warmup)
+             for b in args.batch for amp in amps]
     if args.photos:
         cells += [(f"sgan ResNet18 {size} px", Config(batch_size=args.photo_batch, model="resnet18", image_size=size,
                                                       amp=amp, compile=args.compile), 3, args.photo_iterations,

@@ -34,7 +34,7 @@ def filled_picks(cfg, folder: Path, strategy: str, budget: int, pretext_iteratio
         picks = SuggestFolder(folder).picks
         if not picks.is_file():
             suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, pretext_iterations=pretext_iterations)
-        pool, _ = candidate_pool(cfg)
+        _, pool, _ = candidate_pool(cfg)
         with open(picks, newline="") as f:
             rows = list(csv.DictReader(f))
         with open(filled, "w", newline="") as f:

@@ -27,7 +27,9 @@ def sgan_steps(device: torch.device, steps: int = 5, **settings) -> tuple[list[d
     cfg = Config(pseudo_label_weight=1.0, **settings)
     method = build_method("sgan", cfg, channels=1, num_classes=10, device=device, augment=lambda x: x.flip(-1))
     dtypes: list[torch.dtype] = []
-    method.classifier.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    # the logits' dtype, also where the forward returns (logits, features)
+    method.classifier.register_forward_hook(
+        lambda module, args, out: dtypes.append((out[0] if isinstance(out, tuple) else out).dtype))
     g = torch.Generator().manual_seed(1)
     x_lb = (torch.rand(16, 1, 28, 28, generator=g) * 2 - 1).to(device)
     y_lb = torch.randint(0, 10, (16,), generator=g).to(device)

@@ -51,8 +51,40 @@ def test_pseudo_label_loss_counts_only_confident_images():
     # plain view: image 0 is 22/24 = 0.917 sure of class 0, image 1 is unsure
     weak = torch.tensor([[math.log(22.0), 0.0, 0.0], [0.1, 0.0, 0.0]])
     strong = torch.tensor([[0.0, math.log(2.0), 0.0], [5.0, 0.0, 0.0]])  # image 0's strong view: p(class 0) = 1/4
+    weak = weak.softmax(dim=1)  # the plain view's probabilities
     assert math.isclose(losses.pseudo_label_loss(weak, strong, 0.9).item(), -math.log(1 / 4) / 2, rel_tol=1e-6)
     assert losses.pseudo_label_loss(weak, strong, 0.95).item() == 0.0  # nobody is sure enough
+    # one threshold per class, read at the picked class: class 0's 0.9 lets image 0 pass
+    assert math.isclose(losses.pseudo_label_loss(weak, strong, torch.tensor([0.9, 0.99, 0.99])).item(),
+                        -math.log(1 / 4) / 2, rel_tol=1e-6)
+
+
+def test_flexmatch_thresholds_by_hand():
+    # K = 3: 30% of the images confidently class 0, 10% class 1, none class 2; 60% claimed by none
+    # learning effect b = s / max(max s, 1 - sum s) = [0.3, 0.1, 0] / 0.6 = [1/2, 1/6, 0]
+    # T = b / (2 - b) x 0.9 = [(1/2)/(3/2), (1/6)/(11/6), 0] x 0.9 = [0.3, 0.9/11, 0]
+    t = losses.flexmatch_thresholds(torch.tensor([0.3, 0.1, 0.0]), 0.9)
+    assert torch.allclose(t, torch.tensor([0.3, 0.9 / 11, 0.0]))
+    # once the classes are claimed (sum s = 1), the best-learnt class gets the full threshold
+    t = losses.flexmatch_thresholds(torch.tensor([0.6, 0.4]), 0.9)  # b = [1, 2/3]
+    assert torch.allclose(t, torch.tensor([0.9, (2 / 3) / (4 / 3) * 0.9]))
+
+
+def test_distribution_alignment_by_hand():
+    # the model predicts class 0 three times as often as class 1; the labels are balanced
+    probs = torch.tensor([[0.6, 0.4], [0.9, 0.1]])
+    aligned = losses.align_distribution(probs, torch.tensor([0.75, 0.25]), torch.tensor([0.5, 0.5]))
+    # row 0: [0.6 / 0.75, 0.4 / 0.25] x 0.5 = [0.4, 0.8] -> [1/3, 2/3]; row 1: [0.6, 0.2] -> [3/4, 1/4]
+    assert torch.allclose(aligned, torch.tensor([[1 / 3, 2 / 3], [0.75, 0.25]]))
+
+
+def test_label_smoothing_by_hand():
+    logits, y = torch.tensor([[0.0, 0.0]]), torch.tensor([0])
+    # target [0.95, 0.05] for e = 0.1 over K = 2; uniform logits: -log(1/2) either way
+    assert math.isclose(losses.supervised_loss(logits, y, 0.1).item(), math.log(2), rel_tol=1e-6)
+    logits = torch.tensor([[math.log(3.0), 0.0]])  # p = [3/4, 1/4]
+    expected = -(0.95 * math.log(0.75) + 0.05 * math.log(0.25))
+    assert math.isclose(losses.supervised_loss(logits, y, 0.1).item(), expected, rel_tol=1e-6)
 
 
 def test_contrastive_loss_by_hand():

@@ -43,6 +43,27 @@ def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
         assert not torch.equal(before[name], p.detach()), f"{name} was not updated"
 
 
+def test_classifier_returns_its_features_from_the_same_pass():
+    torch.manual_seed(0)
+    d = DigitClassifier(num_classes=10).eval()
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    logits, features = d(x, with_features=True)
+    assert features.shape == (4, 2048) and torch.equal(features, d.features(x)) and torch.equal(logits, d(x))
+
+
+def test_feature_matching_reuses_the_discriminator_phase_features():
+    """Three classifier passes a step: labeled + unlabeled, generated (D phase), generated (G
+    phase); the target is the D phase's unlabeled features, not a fourth pass."""
+    torch.manual_seed(0)
+    method = build_method("sgan", Config(generator_loss="feature_matching", pseudo_label_weight=0.0), channels=1, num_classes=10,
+                          device=torch.device("cpu"))
+    batches = []
+    method.classifier.core.register_forward_hook(lambda module, inputs, output: batches.append(len(output)))
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    method.train_step(x[:3], torch.randint(0, 10, (3,)), x)
+    assert batches == [3 + 8, 8, 8]
+
+
 def test_fake_batch_size_sets_the_generated_batch():
     torch.manual_seed(0)
     method = build_method("sgan", Config(fake_batch_size=3), channels=1, num_classes=10, device=torch.device("cpu"))
@@ -199,3 +220,38 @@ def test_generator_width_sets_the_photo_generators_channels():
         widths = [m.out_channels for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
         assert widths == [2 * width, width, 3]  # 4 -> 8 -> 16 -> 32 px
         assert g(torch.randn(2, 100)).shape == (2, 3, 32, 32)
+
+
+def test_flip_tta_averages_each_image_with_its_mirror():
+    from torch import nn
+
+    from sgan.models import FlipAveraged
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))  # sees where each pixel is: not mirror-symmetric
+    x = torch.randn(6, 3, 4, 4)
+    assert not torch.allclose(net(x).softmax(1), net(x.flip(3)).softmax(1), atol=1e-3)  # so the test can fail
+    tta = FlipAveraged(net)
+    expected = ((net(x).softmax(1) + net(x.flip(3)).softmax(1)) / 2)
+    assert torch.allclose(tta(x).softmax(1), expected, atol=1e-6) and torch.allclose(tta(x).exp(), expected, atol=1e-6)
+    assert torch.allclose(tta(x.flip(3)), tta(x), atol=1e-6)  # a mirrored photo gets the same answer
+
+
+def test_a_flip_tta_run_scores_and_serves_the_flip_average(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from sgan import load, train
+    from sgan.models import FlipAveraged
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "pool" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "pool" / c / f"{i}.png")
+    train(data=str(tmp_path / "pool"), methods=["supervised"], tta_flip=True, width=4, iterations=2, batch_size=4,
+          n_labeled=4, val_per_class=3, loader_workers=0, progress=False, out=str(tmp_path / "run"))
+    served = load(tmp_path / "run", method="supervised")
+    assert isinstance(served.network, FlipAveraged)
+    images = served.read(tmp_path / "pool").images  # (N, 3, 32, 32) uint8
+    assert np.allclose(served.predict_proba(images), served.predict_proba(images[..., ::-1].copy()), atol=1e-5)

@@ -19,7 +19,7 @@ from sgan.data import prepare
 from sgan.data.prepare import candidate_pool
 from sgan.data.readers import read_sklearn_digits
 from sgan.errors import SganError
-from sgan.suggest import pick_representatives, suggest_labels, views
+from sgan.suggest import gan_features, pick_representatives, suggest_labels, typicality, views
 
 
 def blobs(centres: int, per: int, dims: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +59,50 @@ def test_outliers_and_near_duplicates_are_not_picked():
     assert (similarity[~np.eye(len(picks), dtype=bool)] < 0.98).all()
 
 
+def test_typicality_by_hand():
+    points = np.array([[0.0], [1.0], [3.0]])
+    # k = 1: nearest distances 1, 1, 2; k = 2: mean distances (1 + 3) / 2, (1 + 2) / 2, (3 + 2) / 2
+    assert np.allclose(typicality(points, 1), [1, 1, 0.5])
+    assert np.allclose(typicality(points, 2), [1 / 2, 1 / 1.5, 1 / 2.5])
+
+
+def test_the_typical_pick_is_the_dense_core_not_the_point_nearest_the_centre():
+    rng = np.random.default_rng(0)
+    core = np.c_[rng.normal(0, 0.01, (10, 2)), np.full(10, 10.0)]  # ten images nearly alike
+    spread = np.c_[np.linspace(1.5, 2.5, 8), np.zeros(8), np.full(8, 10.0)]  # eight apart, pulling the centre
+    features = np.concatenate([core, spread])  # one cluster; its centre lies between them, nearer the spread
+    assert pick_representatives(features, 1, seed=0, by="centre")[0] >= 10
+    assert pick_representatives(features, 1, seed=0, by="typicality")[0] < 10
+
+
+def test_gan_features_are_the_discriminators_and_finite():
+    cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False})
+    cfg = cfg.fit_to_data(channels=1, side=8)[0]
+    x = torch.rand(40, 1, 28, 28) * 2 - 1
+    features = gan_features(x, cfg, iterations=2, device=torch.device("cpu"), progress=False)
+    assert features.shape[0] == 40 and features.ndim == 2 and torch.isfinite(features).all()
+    assert torch.equal(features, gan_features(x, cfg, iterations=2, device=torch.device("cpu"), progress=False))
+
+
+def test_typical_picks_from_gan_features_end_to_end(tmp_path):
+    cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False, "threads": 1})
+    summary = suggest_labels(cfg, budget=12, out=tmp_path, strategy="typical", features="gan", pretext_iterations=3)
+    assert (summary["picked"], summary["features"], summary["strategy"]) == (12, "gan", "typical")
+    assert len({r["index"] for r in read_rows(tmp_path / "picks.csv")}) == 12
+    with pytest.raises(SganError, match="unknown features"):
+        suggest_labels(cfg, budget=5, out=tmp_path / "c", features="vae")
+
+
+def test_the_command_line_offers_the_strategies_and_features_suggest_knows():
+    from sgan import suggest
+    from sgan.cli import build_parser
+
+    parser = build_parser()
+    sg = parser._subparsers._group_actions[0].choices["suggest-labels"]
+    choices = {a.dest: a.choices for a in sg._actions}
+    assert tuple(choices["strategy"]) == suggest.STRATEGIES and tuple(choices["features"]) == suggest.FEATURES
+
+
 def read_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -84,7 +128,7 @@ def test_suggestions_cover_the_classes_avoid_validation_and_repeat(tmp_path):
     assert all(r["label"] == "" for r in rows)
     labels = read_sklearn_digits().labels
     assert len(set(labels[index].tolist())) == 10  # labels unseen, yet every class (20 random picks miss one)
-    _, candidates = candidate_pool(cfg)
+    _, _, candidates = candidate_pool(cfg)
     validation = np.setdiff1d(np.arange(len(labels)), candidates)
     assert len(validation) > 300 and not np.intersect1d(index, validation).size
     with Image.open(tmp_path / "a" / "picks.png") as sheet:
@@ -99,7 +143,7 @@ def test_random_strategy_is_uniform_over_candidates_and_seeded(tmp_path):
     suggest_labels(cfg, budget=50, out=tmp_path / "b", strategy="random")
     first = [int(r["index"]) for r in read_rows(tmp_path / "a" / "picks.csv")]
     assert first == [int(r["index"]) for r in read_rows(tmp_path / "b" / "picks.csv")]
-    _, candidates = candidate_pool(cfg)
+    _, _, candidates = candidate_pool(cfg)
     assert len(set(first)) == 50 and set(first) <= set(candidates.tolist())
     with pytest.raises(SganError, match="unknown strategy"):
         suggest_labels(cfg, budget=5, out=tmp_path / "c", strategy="best")
@@ -154,7 +198,7 @@ def test_bad_picks_csv_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
 
 def test_picks_that_are_validation_images_are_refused(tmp_path):
     cfg = Config(data="sklearn-digits", seed=0)
-    _, candidates = candidate_pool(cfg)
+    _, _, candidates = candidate_pool(cfg)
     validation = np.setdiff1d(np.arange(1797), candidates)
     picks = write_csv(tmp_path / "picks.csv", [[int(validation[0]), "", 1]])
     with pytest.raises(SganError, match="validation or test image"):

@@ -137,3 +137,37 @@ def test_run_sweep_from_python_refuses_what_the_cli_refuses(tmp_path, sweep, mes
     with pytest.raises(SganError, match=message):
         run_sweep(Sweep(**values))
     assert not (tmp_path / "sw").exists()  # refused before any cell started
+
+
+def test_the_gpu_study_script_runs_every_method_at_a_tiny_size_on_the_cpu(tmp_path):
+    """benchmarks/gpu_pets12k.sh, as a lent GPU would run it, but on the CPU at a tiny size: the
+    study config's every method in cells that run at once, the sweep's summary written."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from sgan.registry import METHODS
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (tmp_path / "pets" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "pets" / c / f"{i}.png")
+    root = Path(__file__).resolve().parents[1]
+    tiny = ["--device", "cpu", "--image-size", "32", "--iterations", "2", "--batch-size", "4", "--eval-every", "1",
+            "--val-per-class", "2", "--test-per-class", "2", "--budgets", "4", "--loader-workers", "0",
+            "--seeds", "0", "1", "--workers", "2"]
+    done = subprocess.run(["bash", str(root / "benchmarks" / "gpu_pets12k.sh"), str(tmp_path / "pets"),
+                           str(tmp_path / "out"), *tiny], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cuda False" in done.stdout and "minutes:" in done.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    rows = summary if isinstance(summary, list) else summary["rows"]
+    assert {r["method"] for r in rows} == set(METHODS)
+    cells = sorted(p for p in (tmp_path / "out" / "runs").iterdir() if (p / "metrics.json").is_file())
+    assert len(cells) == 2
+    config = json.loads((cells[0] / "config.json").read_text())
+    assert (config["model"], config["resnet_stem"], config["iterations"]) == ("resnet18", "imagenet", 2)

@@ -24,8 +24,8 @@ DESCRIPTION = """Train an image classifier from a few labeled images plus many u
 Semi-Supervised GAN, beside a supervised twin of the same network on the same labels."""
 # the config keys suggest-labels reads: the pool, its split and the network it trains
 SUGGEST_KEYS = ("data", "preset", "val_data", "val_fraction", "val_per_class", "test_per_class", "num_classes",
-                "image_size", "channels", "loader_workers", "model", "resnet_stem", "seed", "threads", "device",
-                "amp", "channels_last", "progress")
+                "image_size", "channels", "loader_workers", "model", "width", "resnet_stem", "z_dim", "generator_width",
+                "seed", "threads", "device", "amp", "channels_last", "progress")
 STANDARDIZE_HELP = ("a test-time adaptation that looks at {what}'s images: move them from their own pixel mean/std, "
                     "computed once over all of them, to the training pool's (the numbers are printed)")
 
@@ -112,10 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     sg = sub.add_parser("suggest-labels", help="propose which images to label, before any label exists")
     sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
     sg.add_argument("--budget", type=int, required=True, help="how many images to label")
-    sg.add_argument("--strategy", default="representative", choices=("representative", "random"),
-                    help="representative (contrastive features + k-means, default) or random (uniform, the baseline)")
+    sg.add_argument("--strategy", default="representative", choices=("representative", "typical", "random"),
+                    help="representative (per k-means cluster of learnt features the image nearest its centre, "
+                    "default), typical (its densest image, TypiClust) or random (uniform, the baseline)")
+    sg.add_argument("--features", default="contrastive", choices=("contrastive", "gan"),
+                    help="features the clusters are made of, learnt without labels: contrastive (SimCLR, default) or "
+                    "gan (the discriminator of a short unsupervised GAN)")
     sg.add_argument("--pretext-iterations", type=int, default=1500,
-                    help="contrastive (SimCLR) training steps of 256 image pairs (default 1500)")
+                    help="training steps of that pretext, 256 images each (default 1500)")
     sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
     add_config_flags(sg, SUGGEST_KEYS)
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")
@@ -230,7 +234,8 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,
-                             pretext_iterations=args.pretext_iterations, device=pick_device(cfg.device))
+                             features=args.features, pretext_iterations=args.pretext_iterations,
+                             device=pick_device(cfg.device))
     out = SuggestFolder(args.suggest_out)
     print(f"picked {summary['picked']} of {summary['candidates']} images: fill in the label column of "
           f"{out.picks} (contact sheet: {out.contact_sheet}), then: sgan train --labels-csv {out.picks} ...")

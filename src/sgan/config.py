@@ -15,8 +15,10 @@ from .errors import SganError
 from .registry import METHODS, REGISTRY
 from .presets import kaggle_layout, preset_values
 
+MODELS = ("digits", "resnet18", "resnet9")
 PHOTO_SIZES = (32, 64, 96, 128, 224)
 RESNET9_SIZES = (32, 64)
+DEFAULT_SIZE = {"digits": 28, "resnet18": 32, "resnet9": 32}  # 32 px: what a 2-core CPU trains photos at
 
 
 def inside(value: float, interval: str) -> bool:
@@ -84,15 +86,18 @@ class Config:
     val_per_class: int | None = option(None, "validation images per class instead of --val-fraction", within="[1, inf)")
     test_per_class: int = option(0, "test images per class held out of --data, scored once at the end", within="[0, inf)")
     num_classes: int | None = option(None, "number of classes K (default: largest label + 1)", within="[2, inf)")
-    image_size: int = option(28, "side length images are resized to (resnet18: 32, 64, 96, 128 or 224)")
+    image_size: int | None = option(None, "side length images are served at (default: 28 for the digits model, 32 "
+                                    "for the photo models; resnet18: 32, 64, 96, 128 or 224; resnet9: 32 or 64)",
+                                    within="[8, 1024]")
     channels: int | None = option(None, "channels image folders are decoded to: 1 or 3 (default: 3)",
                                   choices=(1, 3))
     loader_workers: int = option(2, "processes decoding image folders", within="[0, 64]")
     stream: bool = option(False, "decode the --unlabeled image folder batch by batch in --loader-workers processes "
                           "while training (for folders larger than memory)")
-    model: str = option("digits", "digits (the notebook's 28 px pair), resnet18 (ResNet18 from scratch) or resnet9 "
-                        "(a compact ResNet-9 that keeps resolution at small sizes); the photo models get a DCGAN "
-                        "generator sized to --image-size", choices=("digits", "resnet18", "resnet9"))
+    model: str = option("auto", "digits (the notebook's 28 px pair), resnet18 (ResNet18 from scratch), resnet9 "
+                        "(a compact ResNet-9 that keeps resolution at small sizes), or auto: resnet9 for 3-channel "
+                        "or larger than 28 px images, digits for the rest; the photo models get a DCGAN generator "
+                        "sized to --image-size", choices=("auto", *MODELS))
     width: int = option(32, "resnet9: base width w (stages of w, 2w, 4w, 8w channels; 64 is the original)",
                         within="[4, 256]")
     resnet_stem: str = option("small", "resnet18 under 128 px: small (3x3 stride-1 stem) or imagenet (torchvision's, "
@@ -124,6 +129,16 @@ class Config:
                                         within="[0, inf)")
     pseudo_label_threshold: float = option(0.95, "confidence an unlabeled image needs to get a pseudo-label",
                                            within="(0, 1]")
+    pseudo_label_thresholds: str = option("fixed", "fixed: one threshold for every class; flexmatch: class-wise "
+                                          "thresholds (FlexMatch), --pseudo-label-threshold scaled down for the "
+                                          "classes the model confidently predicts least often",
+                                          choices=("fixed", "flexmatch"))
+    distribution_alignment: bool = option(False, "align the plain view's class probabilities to the labeled class "
+                                          "shares before the threshold (ReMixMatch), both as moving averages")
+    pseudo_label_teacher: float = option(0.0, "decay of an averaged (EMA) teacher whose plain-view predictions give "
+                                         "the pseudo-labels (0: the classifier's own pass)", within="[0, 1)")
+    label_smoothing: float = option(0.0, "label smoothing of the labeled cross-entropy (every method)",
+                                    within="[0, 1)")
     split_bn: bool = option(False, "SGAN and fixmatch: labeled and unlabeled images in separate BatchNorm batches, "
                             "running statistics from the labeled ones (for an unlabeled source from another "
                             "distribution)")
@@ -146,6 +161,8 @@ class Config:
     set_std: bool = option(False, "also report accuracy on each eval set standardized from its own pixel mean/std "
                            "(computed once over the whole set) to the training pool's, the Keras notebook's "
                            "conventional step (looks at the set's images)")
+    tta_flip: bool = option(False, "evaluate on each image and its left-right mirror, averaging their class "
+                            "probabilities (every method alike; photos only: a mirrored digit need not be its digit)")
     ema: float = option(0.0, "evaluate a moving average of the classifier with this decay (0: off)", within="[0, 1)")
     log_every: int = option(50, "steps between loss lines in metrics.jsonl", within="[1, inf)")
     tensorboard: bool = option(False, "also write TensorBoard event files under RUN/tensorboard (needs: pip install "
@@ -177,18 +194,40 @@ class Config:
                                                           and not REGISTRY[m].has_generator]):
             raise SganError(f"config: {pl_only[0]} learns from unlabeled images through the pseudo-label term "
                             "alone; pseudo_label_weight must be > 0")
-        if self.model == "digits" and self.image_size != 28:
-            raise SganError(f"config: model 'digits' works on 28 px images, got image_size {self.image_size}")
-        if self.model == "resnet18" and self.image_size not in PHOTO_SIZES:
-            raise SganError(f"config: model 'resnet18' takes image_size in {PHOTO_SIZES}, got {self.image_size}")
-        if self.model == "resnet9" and self.image_size not in RESNET9_SIZES:
-            raise SganError(f"config: model 'resnet9' takes image_size in {RESNET9_SIZES}, got {self.image_size}")
+        self.check_model()
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SganError(f"config: unknown device {self.device!r}; choose from auto, cpu, cuda, cuda:N")
         return self
 
+    def check_model(self) -> None:
+        """The model against the image size and the options that depend on the kind of image."""
+        if self.tta_flip and self.model == "digits":
+            raise SganError("config: tta_flip mirrors images, which the digits model's line drawings are not "
+                            "symmetric under")
+        sizes = {"digits": (28,), "resnet18": PHOTO_SIZES, "resnet9": RESNET9_SIZES}.get(self.model)
+        if sizes and self.image_size is not None and self.image_size not in sizes:
+            raise SganError(f"config: model {self.model!r} takes image_size in {sizes}, got {self.image_size}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def fit_to_data(self, *, channels: int, side: int | None) -> tuple["Config", str | None]:
+        """The config with `model` "auto" and an unset `image_size` chosen for images of this
+        many channels and this side (None: an image folder, decoded to the chosen size): photos
+        (3 channels, or larger than 28 px) get the photo network, the rest the digits pair; and
+        the line that says so when a photo network was chosen (None: the digits pair, or nothing
+        was chosen)."""
+        if self.model != "auto" and self.image_size is not None:
+            return self, None
+        photo = channels == 3 or (side or 0) > 28
+        model = self.model if self.model != "auto" else "resnet9" if photo else "digits"
+        fitted = dataclasses.replace(self, model=model, image_size=self.image_size or DEFAULT_SIZE[model])
+        fitted.check_model()
+        if model == "digits":  # the notebook's pair at its size, as ever: nothing to say
+            return fitted, None
+        net = f"{model} (width {fitted.width})" if model == "resnet9" else model
+        images = f"{channels}-channel image folder" if side is None else f"{channels}-channel {side} px images"
+        return fitted, f"sgan: {images}: model {net} at {fitted.image_size} px (choose with --model and --image-size)"
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -281,7 +320,9 @@ def resolve(file_values: dict[str, Any] | None = None, overrides: dict[str, Any]
 
 
 def config_from_dict(values: dict[str, Any], where: str) -> Config:
-    """A saved config (a run's config.json) back as a Config, its keys and types checked."""
+    """A saved config (a run's config.json) back as a Config, its keys and types checked. Saved
+    configs are fitted to their data; one saved before `model` and `image_size` followed the data
+    (and before `model` existed) ran the digits pair at 28 px, the defaults of its time."""
     check_keys(values, where)
     check_types(values, where)
-    return Config(**values)
+    return Config(**{"model": "digits", "image_size": 28, **values})

@@ -18,7 +18,7 @@ from .data.folders import read_files
 from .data.readers import images_from_array
 from .data.transforms import set_stats, shift_scale, to_model_range, to_uint8
 from .errors import SganError
-from .models import build_classifier
+from .models import build_classifier, evaluated
 from .run import RunFolder
 
 
@@ -113,8 +113,9 @@ class Classifier:
         stats = shapes.get("input_stats") or shapes.get("standardize")
         self.input_stats: tuple[float, float] | None = tuple(stats) if stats else None
         self.set_stats: tuple[float, float] | None = None  # set by standardized_to: a target set's mean/std
-        self.network = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
-        load_weights(self.network, path)
+        classifier = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
+        load_weights(classifier, path)
+        self.network = evaluated(self.cfg, classifier)  # as the run scored it
 
     def standardized_to(self, images: "Images") -> "Classifier":
         """This classifier with an explicit test-time adaptation: images are moved from the pixel

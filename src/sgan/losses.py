@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 
-def supervised_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the K classes; logits (B, K), y (B,)."""
-    return F.cross_entropy(logits, y)
+def supervised_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy over the K classes; logits (B, K), y (B,); with `smoothing` e the target is
+    1 - e on the label plus e / K on every class."""
+    return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
 
 def real_loss(logits: torch.Tensor) -> torch.Tensor:
@@ -30,18 +31,38 @@ def fake_loss(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(torch.logsumexp(logits, dim=1)).mean()
 
 
-def pseudo_labels(logits_weak: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The class the plain view (B, K) predicts, (B,), and whether it is at least `threshold`
-    confident, (B,) float 0/1 (FixMatch's mask; its mean is the logged mask rate)."""
-    confidence, target = F.softmax(logits_weak, dim=1).max(dim=1)  # (B,), (B,)
-    return target, (confidence >= threshold).float()
+def pseudo_labels(probs_weak: torch.Tensor, threshold: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class the plain view's probabilities (B, K) pick, (B,), and whether it is at least
+    `threshold` confident, (B,) float 0/1 (FixMatch's mask; its mean is the logged mask rate).
+    `threshold` is one number, or one per class (K,), looked up at the picked class."""
+    confidence, target = probs_weak.max(dim=1)  # (B,), (B,)
+    bar = threshold[target] if isinstance(threshold, torch.Tensor) else threshold
+    return target, (confidence >= bar).float()
 
 
-def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Cross-entropy of a strongly augmented view (B, K) against the argmax of the plain view
-    (B, K), counted only where the plain view is at least `threshold` confident (FixMatch)."""
-    target, mask = pseudo_labels(logits_weak, threshold)
+def pseudo_label_loss(probs_weak: torch.Tensor, logits_strong: torch.Tensor,
+                      threshold: float | torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a strongly augmented view (B, K) against the argmax of the plain view's
+    probabilities (B, K), counted only where those are at least `threshold` confident (FixMatch)."""
+    target, mask = pseudo_labels(probs_weak, threshold)
     return (F.cross_entropy(logits_strong, target, reduction="none") * mask).mean()
+
+
+def flexmatch_thresholds(confident_share: torch.Tensor, threshold: float) -> torch.Tensor:
+    """FlexMatch's class-wise thresholds (Zhang et al. 2021), (K,): with s(c) the share of
+    unlabeled images confidently predicted as class c, (K,), the learning effect is
+    b(c) = s(c) / max(max s, 1 - sum s) (the warm-up form: images no class claims yet count as
+    one more class), mapped convexly, T(c) = b / (2 - b) x `threshold`: classes the model has
+    learnt least get the lowest bars."""
+    effect = confident_share / torch.maximum(confident_share.max(), 1 - confident_share.sum()).clamp_min(1e-12)
+    return effect / (2 - effect) * threshold
+
+
+def align_distribution(probs: torch.Tensor, model_mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ReMixMatch's distribution alignment: probabilities (B, K) times the target class shares
+    (K,) over the model's moving average prediction (K,), renormalised per row."""
+    aligned = probs * target / model_mean.clamp_min(1e-12)
+    return aligned / aligned.sum(dim=1, keepdim=True)
 
 
 def real_probability(logits: torch.Tensor) -> torch.Tensor:

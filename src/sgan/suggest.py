@@ -1,7 +1,8 @@
-"""Which images should a person label? Before any label exists: learn features by telling two
-random views of an image apart from views of other images (SimCLR, a pretext task that needs no
-labels), then pick one representative image per k-means cluster of those features, skipping
-near-duplicates and outlier clusters.
+"""Which images should a person label? Before any label exists: learn features without labels,
+by telling two random views of an image apart from views of other images (SimCLR, a contrastive
+pretext) or as the discriminator of a short GAN, then pick one image per k-means cluster of those
+features (the nearest its centre, or the most typical: TypiClust), skipping near-duplicates and
+outlier clusters.
 
 `sgan suggest-labels` writes picks.csv (index, path, an empty label column to fill in) and a
 contact sheet; `sgan train --labels-csv picks.csv` trains on the filled-in picks.
@@ -29,11 +30,14 @@ from .config import Config
 from .data.prepare import candidate_pool
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
-from .methods.base import amp_enabled, autocast
-from .models import build_classifier, memory_format
+from .methods.base import amp_enabled, autocast, frozen_params
+from .models import build_classifier, build_generator, memory_format
 from .run import SuggestFolder
 
-STRATEGIES = ("representative", "random")
+# how a cluster's pick is chosen: nearest its centre, the most typical (densest), or no clusters at all
+STRATEGIES = ("representative", "typical", "random")
+FEATURES = ("contrastive", "gan")  # what the clusters are made of: the contrastive pretext's, a GAN discriminator's
+TYPICALITY_NEIGHBOURS = 20  # TypiClust's k
 DUPLICATE_COSINE = 0.98  # picks closer than this in feature space count as the same image
 OUTLIER_SHARE = 0.1  # a cluster under this share of the mean cluster size holds outliers
 PRETEXT_BATCH = 256  # images per contrastive step, each seen in two views
@@ -78,10 +82,52 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
         return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
 
 
-def pick_representatives(features: np.ndarray, budget: int, seed: int) -> np.ndarray:
-    """Positions of `budget` rows: per k-means cluster the row nearest its centre that is not a
-    near-duplicate of an earlier pick; clusters too small to be more than outliers give their
-    place to a refit with more clusters, whose largest `budget` clusters are used."""
+def gan_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
+                 progress: bool = True) -> torch.Tensor:
+    """A short unsupervised GAN on the images: the run's classifier network with one logit as the
+    discriminator (with K = 1 the SGAN's real/fake losses are the plain GAN's), the run's
+    generator against it; then the discriminator's penultimate features of the plain images,
+    (N, C, H, W) -> (N, F). A DCGAN discriminator's features classify well (Radford et al. 2016)."""
+    torch.manual_seed(cfg.seed)
+    amp = amp_enabled(cfg.amp, device)
+    d = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1],
+                         num_classes=1).to(device, memory_format=memory_format(cfg))
+    g = build_generator(cfg, channels=x.shape[1]).to(device, memory_format=memory_format(cfg))
+    opt_d, opt_g = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in tqdm(range(iterations), desc="GAN warm-up", disable=not progress, leave=False):
+        real = x[torch.randint(len(x), (PRETEXT_BATCH,), generator=gen)].to(device)  # (B, C, H, W)
+        z = torch.randn(PRETEXT_BATCH, cfg.z_dim, generator=gen).to(device)
+        with autocast(real, amp):
+            fake = g(z)
+            loss_d = losses.real_loss(d(real).float()) + losses.fake_loss(d(fake.detach()).float())
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        with autocast(real, amp), frozen_params(d):
+            loss_g = losses.real_loss(d(fake).float())  # non-saturating
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+    d.eval()
+    with torch.no_grad():
+        return torch.cat([d.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
+
+
+def typicality(points: np.ndarray, k: int) -> np.ndarray:
+    """TypiClust's typicality of each row of `points` (N, D): the inverse of its mean distance to
+    its k nearest other rows (k < N), (N,): high in dense regions."""
+    distances = np.linalg.norm(points[:, None] - points[None], axis=2)  # (N, N)
+    nearest = np.sort(distances, axis=1)[:, 1:k + 1]  # (N, k), itself (distance 0) left out
+    return 1 / np.maximum(nearest.mean(axis=1), 1e-12)
+
+
+def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: str = "centre") -> np.ndarray:
+    """Positions of `budget` rows: per k-means cluster one row that is not a near-duplicate of
+    an earlier pick, the nearest its centre (`by` "centre") or the most typical (`by`
+    "typicality": the densest, TypiClust, Hacohen et al. 2022); clusters too small to be more
+    than outliers give their place to a refit with more clusters, whose largest `budget`
+    clusters are used."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
     dims = min(50, unit.shape[1], len(unit))
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims)
@@ -97,8 +143,11 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int) -> np.nda
     picks: list[int] = []
     for c in clusters:
         members = np.flatnonzero(km.labels_ == c)
-        order = members[np.argsort(np.linalg.norm(reduced[members] - km.cluster_centers_[c], axis=1), kind="stable")]
-        for i in order:
+        if by == "typicality" and len(members) > 1:
+            score = -typicality(reduced[members], min(TYPICALITY_NEIGHBOURS, len(members) - 1))
+        else:
+            score = np.linalg.norm(reduced[members] - km.cluster_centers_[c], axis=1)
+        for i in members[np.argsort(score, kind="stable")]:
             if not picks or (unit[picks] @ unit[i]).max() < DUPLICATE_COSINE:
                 picks.append(int(i))
                 break
@@ -129,13 +178,17 @@ def contact_sheet(images: np.ndarray, numbers: list[int]) -> bytes:
 
 
 def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str = "representative",
-                   pretext_iterations: int = 1500, device: torch.device | None = None) -> dict[str, Any]:
+                   features: str = "contrastive", pretext_iterations: int = 1500,
+                   device: torch.device | None = None) -> dict[str, Any]:
     """Write picks.csv, picks.png and suggest.json to `out`; return suggest.json's content.
     Candidates are the images `sgan train` with the same config could label: the pool less its
-    validation and test images."""
+    validation and test images. `features`: what the clusters are made of, learnt in
+    `pretext_iterations` steps without labels."""
     if strategy not in STRATEGIES:
         raise SganError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-    pool, candidates = candidate_pool(cfg)
+    if features not in FEATURES:
+        raise SganError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
+    cfg, pool, candidates = candidate_pool(cfg)
     if not 0 < budget <= len(candidates):
         raise SganError(f"budget must be between 1 and the {len(candidates)} candidate images, got {budget}")
     folder = SuggestFolder(out)
@@ -145,9 +198,11 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     if strategy == "random":  # uniform over candidates, no class balancing: the baseline
         chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
     else:
-        features = contrastive_features(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
-                                     progress=cfg.progress)
-        chosen = pick_representatives(features.numpy(), budget, cfg.seed)
+        learn = contrastive_features if features == "contrastive" else gan_features
+        learnt = learn(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
+                       progress=cfg.progress)
+        chosen = pick_representatives(learnt.numpy(), budget, cfg.seed,
+                                      by="typicality" if strategy == "typical" else "centre")
     picks = candidates[chosen]
     folder.path.mkdir(parents=True, exist_ok=True)
     rows = [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in picks]
@@ -156,6 +211,7 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
         tmp.write_bytes(contact_sheet(pool.images[picks], list(range(1, len(picks) + 1))))
     summary = {"data": cfg.data, "strategy": strategy, "budget": budget, "seed": cfg.seed,
                "candidates": len(candidates), "picked": len(picks),
-               "pretext_iterations": pretext_iterations if strategy == "representative" else 0}
+               "features": features if strategy != "random" else None,
+               "pretext_iterations": pretext_iterations if strategy != "random" else 0}
     atomic_write_text(folder.summary, json.dumps(summary, indent=2))
     return summary

@@ -34,6 +34,7 @@ from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel,
 from .errors import Interrupted, SganError, WriteError, on_signals
 from .evaluate import accuracy, evaluate, load, write_submission
 from .methods import Method, augmentation, build_method
+from .models import evaluated
 from .registry import REGISTRY
 from .report import plot_losses, save_sample_grid, write_html_report
 from .run import MethodResult, Metrics, RunFolder, RunProtocol, default_run_path
@@ -117,7 +118,7 @@ class Monitor:
     def validate(self, step: int) -> float:
         """Validation accuracy now; the best weights so far and a sample grid kept."""
         training = self.training
-        val = accuracy(training.scored, self.val.x, self.val.y)
+        val = accuracy(evaluated(self.cfg, training.scored), self.val.x, self.val.y)
         if self.cfg.select == "best_val":
             training.best.offer(val, step, training.scored)
         generator = training.method.generator
@@ -220,15 +221,15 @@ def finish_method(training: TrainingState, cfg: Config, data: Prepared, run: Run
     name, scored, best = training.name, training.scored, training.best
     if best.weights is not None:  # chosen on validation; test sets are scored once, here
         scored.load_state_dict(best.weights)
-    accuracies, diagnostics = evaluate(scored, data.evals, adabn=cfg.adabn,
+    accuracies, diagnostics = evaluate(evaluated(cfg, scored), data.evals, adabn=cfg.adabn,
                                        set_std=data.pool_stats if cfg.set_std else None)
     save_state(run.diagnostics(name), {f"{k}.{part}": t for k, d in diagnostics.items() for part, t in d.items()},
                {"sets": list(diagnostics)})
     # input_stats: the pool's pixel mean/std, what an explicit set standardization moves a set to
     shapes = {"channels": data.channels, "num_classes": data.num_classes, "classes": data.classes,
               "input_stats": list(data.pool_stats)}
-    evaluated = {"ema": scored.module} if scored is not training.method.classifier else {}  # an AveragedModel
-    for part, module in {**training.method.modules(), **evaluated}.items():  # the raw classifier and the EMA's
+    averaged = {"ema": scored.module} if scored is not training.method.classifier else {}  # an AveragedModel
+    for part, module in {**training.method.modules(), **averaged}.items():  # the raw classifier and the EMA's
         save_weights(module, run.weights(name, part), config=cfg.to_dict(), shapes=shapes)
     if training.method.generator is not None:  # the last step always took a snapshot
         with atomic(run.final_samples(name)) as tmp:
@@ -260,6 +261,9 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
     ranks = ranks_from_env()  # under torchrun: one process per device, data parallel
     device = rank_device(pick_device(cfg.device), ranks)
     data = prepare(cfg)
+    cfg = data.config  # its model and image size fitted to the data
+    if data.chosen and ranks.main:
+        print(data.chosen, file=sys.stderr)
     with process_group(ranks, device):
         try:
             return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)

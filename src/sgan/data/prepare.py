@@ -30,6 +30,8 @@ class LabeledTensors:
 
 @dataclass
 class Prepared:
+    config: Config  # the config it was prepared for, its model and image size fitted to the data
+    chosen: str | None  # the line saying what the fit chose, for the run to print (None: nothing)
     labeled: LabeledTensors
     x_ulb: torch.Tensor | StreamedFolder  # (M, C, H, W) float in [-1, 1], or a folder decoded as it trains
     evals: dict[str, LabeledTensors]  # "val" first, then the named extra sets
@@ -94,7 +96,19 @@ def pool_part(pool_x: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> La
 
 
 def read_source(cfg: Config, path: str) -> ImageSet:
+    assert cfg.image_size is not None, "read_pool fits the image size first"
     return load_images(path, size=cfg.image_size, channels=cfg.channels or 3, workers=cfg.loader_workers)
+
+
+def read_pool(cfg: Config) -> tuple[Config, ImageSet, str | None]:
+    """The config fitted to the labeled pool (`Config.fit_to_data`), the pool (an image folder
+    decoded at the fitted size) and the line saying what was chosen, if anything."""
+    if Path(cfg.data).is_dir():
+        cfg, said = cfg.fit_to_data(channels=cfg.channels or 3, side=None)
+        return cfg, read_source(cfg, cfg.data), said
+    pool = load_images(cfg.data)  # arrays are resized later, to the fitted size
+    cfg, said = cfg.fit_to_data(channels=pool.images.shape[1], side=pool.images.shape[2])
+    return cfg, pool, said
 
 
 def split_of(cfg: Config, y: np.ndarray | None, n: int, num_classes: int, *, own_val: bool,
@@ -138,19 +152,20 @@ def check_sets(pool: ImageSet, split: Split, sets: dict[str, ImageSet], unlabele
                         "or give --val-per-class or --val-data")
 
 
-def candidate_pool(cfg: Config) -> tuple[ImageSet, np.ndarray]:
-    """The pool (images at the run's size) and the images a person may be asked to label: all
-    but the validation and test images that `sgan train` with this config would take."""
-    pool = read_source(cfg, cfg.data)
+def candidate_pool(cfg: Config) -> tuple[Config, ImageSet, np.ndarray]:
+    """The config fitted to the pool, the pool (images at the run's size) and the images a
+    person may be asked to label: all but the validation and test images that `sgan train` with
+    this config would take."""
+    cfg, pool, _ = read_pool(cfg)
     pool = dataclasses.replace(pool, images=resize(pool.images, cfg.image_size))
     y = pool.labels
     num_classes = infer_num_classes(cfg, y)
     split = split_of(cfg, y, len(pool), num_classes, own_val=bool(cfg.val_data), picks=None, source=pool.source)
-    return pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
+    return cfg, pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
 
 
 def prepare(cfg: Config) -> Prepared:
-    pool = read_source(cfg, cfg.data)
+    cfg, pool, chosen = read_pool(cfg)
     if pool.classes and len(pool.classes) < 2:
         raise SganError(f"{pool.source}: labeled folder has one class ({pool.classes[0]}); a classifier needs two or more")
     picks = read_picks(cfg.labels_csv, pool) if cfg.labels_csv else None
@@ -172,6 +187,7 @@ def prepare(cfg: Config) -> Prepared:
         y = y.copy() if y is not None else np.zeros(len(pool), dtype=np.int64)  # unlabeled rows: never read
         y[picks.index] = picks.labels
     size = cfg.image_size
+    assert size is not None  # fitted by read_pool
     pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
     streamed: StreamedFolder | None = None
     if cfg.unlabeled is None:
@@ -200,6 +216,8 @@ def prepare(cfg: Config) -> Prepared:
         evals = {"test": pool_part(pool_x, y, split.test), **evals}
     sources = [pool, *([] if streamed else [unlabeled]), *extra.values(), *([val_set] if val_set else [])]
     return Prepared(
+        config=cfg,
+        chosen=chosen,
         labeled=pool_part(pool_x, y, split.labeled),
         x_ulb=x_ulb,
         evals={"val": val, **evals},

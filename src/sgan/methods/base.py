@@ -7,6 +7,7 @@ from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.profiler import record_function
 
 from .. import losses
@@ -91,29 +92,105 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
 
 
 def labeled_and_unlabeled(net: nn.Module, bare: nn.Module, x_lb: torch.Tensor, x_ulb: torch.Tensor, *,
-                          split_bn: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                          split_bn: bool, with_features: bool = False
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Logits of the labeled (B_lb, K) and unlabeled (B_ulb, K) batches through `net` (the
-    classifier `bare`, or its DistributedDataParallel): one BatchNorm batch, or with `split_bn`
-    two, the running statistics from the labeled images only."""
+    classifier `bare`, or its DistributedDataParallel), and with `with_features` the unlabeled
+    batch's features (B_ulb, F) from the same pass (else None): one BatchNorm batch, or with
+    `split_bn` two, the running statistics from the labeled images only."""
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return net(x, with_features=True) if with_features else (net(x), None)
+
     if split_bn:
-        logits_lb = net(x_lb)
+        logits_lb, _ = run(x_lb)
         with frozen_bn_stats(bare):
-            logits_ulb = net(x_ulb)  # normalised with its own batch statistics
-        return logits_lb, logits_ulb
-    logits_lb, logits_ulb = net(torch.cat([x_lb, x_ulb])).split([len(x_lb), len(x_ulb)])
-    return logits_lb, logits_ulb
+            logits_ulb, features_ulb = run(x_ulb)  # normalised with its own batch statistics
+        return logits_lb, logits_ulb, features_ulb
+    logits, features = run(torch.cat([x_lb, x_ulb]))
+    logits_lb, logits_ulb = logits.split([len(x_lb), len(x_ulb)])
+    return logits_lb, logits_ulb, None if features is None else features[len(x_lb):]
 
 
-def pseudo_label_term(net: nn.Module, bare: nn.Module, logits_ulb: torch.Tensor, x_ulb: torch.Tensor,
-                      strong_augment: Augment, threshold: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """FixMatch's term: a strong view of each unlabeled image (B, C, H, W) against the class its
-    plain view's logits (B, K) predict with at least `threshold` confidence; logged with the share
-    of images that passed (the mask rate: loss_pl = 0 with mask_rate 0 means none passed)."""
-    with record_function("strong view"):
-        strong = strong_augment(x_ulb)
-    with frozen_bn_stats(bare), record_function("D: strong view pass"):
-        logits_strong = net(strong)  # (B, K)
-    weak = logits_ulb.detach()
-    loss = losses.pseudo_label_loss(weak, logits_strong, threshold)
-    mask_rate = losses.pseudo_labels(weak, threshold)[1].mean()
-    return loss, {"loss_pl": loss.item(), "mask_rate": mask_rate.item()}
+class PseudoLabeler(nn.Module):
+    """FixMatch's term (Sohn et al. 2020): a strong view of each unlabeled image against the class
+    its plain view predicts with enough confidence. Options, each off by default:
+    - `teacher_decay` d > 0: the plain view's prediction comes from a moving average of the
+      classifier's weights (an EMA teacher, updated by `follow` after every step, run in eval
+      mode), not from the classifier's own pass;
+    - `thresholds` "flexmatch": class-wise thresholds (`losses.flexmatch_thresholds`) from a
+      moving average of each batch's confidently predicted class shares (FlexMatch keeps one per
+      image; a moving average needs no image indices);
+    - `align`: ReMixMatch's distribution alignment of the plain view's probabilities towards the
+      labeled batches' class shares, both as moving averages.
+    Its buffers (and the teacher) are training state, saved in checkpoints."""
+
+    MOMENTUM = 0.99  # of the moving averages of class shares: about the last 100 batches
+
+    def __init__(self, *, num_classes: int, strong_augment: Augment, threshold: float = 0.95,
+                 thresholds: str = "fixed", align: bool = False, teacher_decay: float = 0.0,
+                 classifier: nn.Module | None = None) -> None:
+        super().__init__()
+        if thresholds not in ("fixed", "flexmatch"):
+            raise ValueError(f"unknown thresholds {thresholds!r}")
+        if teacher_decay > 0 and classifier is None:
+            raise ValueError("an EMA teacher needs the classifier it averages")
+        self.strong_augment, self.threshold, self.thresholds, self.align = strong_augment, threshold, thresholds, align
+        uniform = torch.full((num_classes,), 1 / num_classes)
+        self.register_buffer("confident_share", torch.zeros(num_classes))  # (K,) FlexMatch's s(c)
+        self.register_buffer("model_mean", uniform.clone())  # (K,) mean plain-view prediction
+        self.register_buffer("labeled_share", uniform.clone())  # (K,) class shares of the labeled batches
+        self.teacher = None if teacher_decay == 0 else AveragedModel(
+            classifier, multi_avg_fn=get_ema_multi_avg_fn(teacher_decay), use_buffers=True)
+
+    @property
+    def has_state(self) -> bool:
+        """Whether any option keeps state between steps (else nothing to checkpoint)."""
+        return self.teacher is not None or self.thresholds != "fixed" or self.align
+
+    def follow(self, classifier: nn.Module) -> None:
+        """After each optimizer step: the teacher moves towards the classifier's new weights."""
+        if self.teacher is not None:
+            self.teacher.update_parameters(classifier)
+
+    def moving(self, name: str, batch_value: torch.Tensor) -> torch.Tensor:
+        average = getattr(self, name)
+        average.mul_(self.MOMENTUM).add_(batch_value.float(), alpha=1 - self.MOMENTUM)
+        return average
+
+    def term(self, net: nn.Module, bare: nn.Module, logits_ulb: torch.Tensor, x_ulb: torch.Tensor,
+             y_lb: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss on the unlabeled batch x_ulb (B, C, H, W) whose plain-view logits through
+        `net` are `logits_ulb` (B, K), and what to log: the loss, the share of images that passed
+        (the mask rate: loss_pl = 0 with mask_rate 0 means none passed), and with class-wise
+        thresholds their mean."""
+        with torch.no_grad():
+            if self.teacher is not None:
+                self.teacher.eval()
+                logits_ulb = self.teacher(x_ulb)
+            probs = logits_ulb.detach().float().softmax(dim=1)  # (B, K)
+            if self.align:
+                shares = nn.functional.one_hot(y_lb, len(self.labeled_share)).float().mean(dim=0)  # (K,)
+                probs = losses.align_distribution(probs, self.moving("model_mean", probs.mean(dim=0)),
+                                                  self.moving("labeled_share", shares))
+            threshold: float | torch.Tensor = self.threshold
+            if self.thresholds == "flexmatch":
+                target, confident = losses.pseudo_labels(probs, self.threshold)
+                claimed = torch.zeros_like(self.confident_share).index_add_(0, target, confident) / len(probs)
+                threshold = losses.flexmatch_thresholds(self.moving("confident_share", claimed), self.threshold)
+        with record_function("strong view"):
+            strong = self.strong_augment(x_ulb)
+        with frozen_bn_stats(bare), record_function("D: strong view pass"):
+            logits_strong = net(strong)  # (B, K)
+        loss = losses.pseudo_label_loss(probs, logits_strong, threshold)
+        logged = {"loss_pl": loss.item(), "mask_rate": losses.pseudo_labels(probs, threshold)[1].mean().item()}
+        if isinstance(threshold, torch.Tensor):
+            logged["threshold"] = threshold.mean().item()
+        return loss, logged
+
+    @classmethod
+    def build(cls, cfg: Config, *, num_classes: int, strong_augment: Augment, classifier: nn.Module
+              ) -> "PseudoLabeler":
+        return cls(num_classes=num_classes, strong_augment=strong_augment, threshold=cfg.pseudo_label_threshold,
+                   thresholds=cfg.pseudo_label_thresholds, align=cfg.distribution_alignment,
+                   teacher_decay=cfg.pseudo_label_teacher, classifier=classifier).to(
+                       next(classifier.parameters()).device)

@@ -36,12 +36,13 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     for methods that augment, and the pseudo-label view (one more draw of the same ranges: twice
     them was too strong, 87.0 vs 89.0% on Dig-MNIST at n = 1,000, seed 0, see docs/results.md)."""
     spec = REGISTRY[name]
+    cfg = cfg.fit_to_data(channels=channels, side=None)[0]  # a config not fitted to data yet: by its channels
     augment = augment or augmentation(cfg, channels)
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device,
                                                                                        memory_format=memory_format(cfg))
     if cfg.compile:  # in place: checkpoints keep the plain module's keys
         classifier.compile()
     builder = getattr(import_module("sgan.methods"), spec.builder)
-    return builder.build(cfg, classifier=classifier, channels=channels, device=device,
+    return builder.build(cfg, classifier=classifier, channels=channels, num_classes=num_classes, device=device,
                          views=augment if spec.augments else same, strong_augment=augment, wrap=wrap,
                          amp=amp_enabled(cfg.amp, device))

@@ -15,20 +15,22 @@ class Supervised:
 
     generator = None
 
-    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, augment: Augment = same,
-                 wrap: Wrap = same, amp: bool = False) -> None:
+    def __init__(self, *, classifier: nn.Module, opt: torch.optim.Optimizer, label_smoothing: float = 0.0,
+                 augment: Augment = same, wrap: Wrap = same, amp: bool = False) -> None:
         self.classifier, self.opt, self.augment, self.amp = classifier, opt, augment, amp
+        self.label_smoothing = label_smoothing
         self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
 
     @classmethod
-    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, device: torch.device, views: Augment,
-              strong_augment: Augment, wrap: Wrap, amp: bool) -> "Supervised":
-        return cls(classifier=classifier, opt=adam(classifier, cfg), augment=views, wrap=wrap, amp=amp)
+    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, num_classes: int, device: torch.device,
+              views: Augment, strong_augment: Augment, wrap: Wrap, amp: bool) -> "Supervised":
+        return cls(classifier=classifier, opt=adam(classifier, cfg), label_smoothing=cfg.label_smoothing,
+                   augment=views, wrap=wrap, amp=amp)
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         x_lb = self.augment(x_lb)
         with autocast(x_lb, self.amp):
-            loss = losses.supervised_loss(self.net(x_lb), y_lb)
+            loss = losses.supervised_loss(self.net(x_lb), y_lb, self.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .classifier import Classifier, FlipAveraged
 from .digits import DigitClassifier, DigitGenerator, GaussianNoise
 from .photos import DCGANGenerator, ResNet9Classifier, ResNet18Classifier
 
@@ -15,7 +16,13 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
+def fitted(cfg: Config) -> None:
+    if cfg.model == "auto" or cfg.image_size is None:
+        raise ValueError("the config's model and image size follow the data: fit it first (Config.fit_to_data)")
+
+
 def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Module:
+    fitted(cfg)
     if cfg.model == "resnet18":
         return ResNet18Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
                                   input_noise=cfg.input_noise, stem=cfg.resnet_stem)
@@ -25,16 +32,23 @@ def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Modu
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise)
 
 
+def evaluated(cfg: Config, classifier: nn.Module) -> nn.Module:
+    """What accuracy is measured on: the classifier, or with --tta-flip its flip-averaged
+    predictions (the same weights, for every method alike)."""
+    return FlipAveraged(classifier) if cfg.tta_flip else classifier
+
+
 def memory_format(cfg: Config) -> torch.memory_format:
     """The networks' layout: channels_last (NHWC) unless --no-channels-last."""
     return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
 def build_generator(cfg: Config, *, channels: int) -> nn.Module:
+    fitted(cfg)
     if cfg.model in ("resnet18", "resnet9"):
         return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size, ngf=cfg.generator_width)
     return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
 
 
-__all__ = ["DCGANGenerator", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet9Classifier", "ResNet18Classifier",
+__all__ = ["Classifier", "DCGANGenerator", "FlipAveraged", "evaluated", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet9Classifier", "ResNet18Classifier",
            "build_classifier", "build_generator", "memory_format"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .classifier import Classifier
+
 LEAK = 0.01  # Keras LeakyReLU alpha in the notebook
 
 
@@ -60,7 +62,7 @@ class DigitGenerator(nn.Module):
         return self.net(h)  # (B, C, 28, 28)
 
 
-class DigitClassifier(nn.Module):
+class DigitClassifier(Classifier):
     """The SGAN discriminator and the supervised twin: images (B, C, 28, 28) -> K logits.
 
     `features` is the shared core (B, 2048); `head` maps it to class logits. The real/fake
@@ -86,6 +88,3 @@ class DigitClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.core(x)  # (B, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.core(x))  # (B, K)

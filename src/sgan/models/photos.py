@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from .classifier import Classifier
 from .digits import GaussianNoise
 
 
@@ -46,7 +47,7 @@ class DCGANGenerator(nn.Module):
         return self.net(self.project(z))  # (B, C, S, S)
 
 
-class ResNet18Classifier(nn.Module):
+class ResNet18Classifier(Classifier):
     """torchvision's resnet18, no pretrained weights, K outputs. With the "small" stem, below
     128 px the 7x7 stride-2 stem becomes a 3x3 stride-1 convolution (and below 64 px the max-pool
     goes too), so a 64 px photo reaches the residual stages at 32 px instead of 16. The
@@ -64,15 +65,12 @@ class ResNet18Classifier(nn.Module):
             if small and image_size < 64:
                 net.maxpool = nn.Identity()
         self.noise = GaussianNoise(input_noise)
-        self.fc = net.fc
+        self.head = net.fc
         net.fc = nn.Identity()
         self.body = net
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.noise(x))  # (B, 512), after global average pooling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))  # (B, K)
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -90,7 +88,7 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-class ResNet9Classifier(nn.Module):
+class ResNet9Classifier(Classifier):
     """The ResNet-9 of "How to train your ResNet" (Page 2018), CIFAR-10 in minutes, at a chosen
     width: a 3x3 stem at full resolution, then three stages (conv, 2x max-pool; residual blocks
     after the first and the last), global average pooling, a linear head. Widths w, 2w, 4w, 8w
@@ -110,10 +108,7 @@ class ResNet9Classifier(nn.Module):
             conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
             conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(8 * w, num_classes)
+        self.head = nn.Linear(8 * w, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.noise(x))  # (B, 8w)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))  # (B, K)

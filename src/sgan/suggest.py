@@ -52,6 +52,19 @@ def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return colour_jitter(v, 0.4, generator) if x.shape[1] == 3 else v
 
 
+def pretext_network(cfg: Config, *, channels: int, outputs: int, device: torch.device) -> nn.Module:
+    """The run's classifier network with `outputs` logits and no input noise, for a pretext task."""
+    return build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=channels,
+                            num_classes=outputs).to(device, memory_format=memory_format(cfg))
+
+
+@torch.no_grad()
+def plain_features(net: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The trained network's penultimate features of the plain images in eval mode, (N, F), on the CPU."""
+    net.eval()
+    return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
+
+
 def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
                          progress: bool = True) -> torch.Tensor:
     """Train the run's classifier network (and a small projection head) so that two views of an
@@ -59,8 +72,7 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
     amp = amp_enabled(cfg.amp, device)
-    net = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1],
-                           num_classes=128).to(device, memory_format=memory_format(cfg))
+    net = pretext_network(cfg, channels=x.shape[1], outputs=128, device=device)
     net.eval()  # the width of the features, without touching BatchNorm's statistics
     with torch.no_grad():
         width = net.features(x[:2].to(device)).shape[1]
@@ -77,9 +89,7 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    net.eval()
-    with torch.no_grad():
-        return torch.cat([net.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
+    return plain_features(net, x, device)
 
 
 def gan_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
@@ -90,8 +100,7 @@ def gan_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch
     (N, C, H, W) -> (N, F). A DCGAN discriminator's features classify well (Radford et al. 2016)."""
     torch.manual_seed(cfg.seed)
     amp = amp_enabled(cfg.amp, device)
-    d = build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=x.shape[1],
-                         num_classes=1).to(device, memory_format=memory_format(cfg))
+    d = pretext_network(cfg, channels=x.shape[1], outputs=1, device=device)
     g = build_generator(cfg, channels=x.shape[1]).to(device, memory_format=memory_format(cfg))
     opt_d, opt_g = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -109,9 +118,7 @@ def gan_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-    d.eval()
-    with torch.no_grad():
-        return torch.cat([d.features(chunk.to(device)).float().cpu() for chunk in x.split(512)])
+    return plain_features(d, x, device)
 
 
 def typicality(points: np.ndarray, k: int) -> np.ndarray:

@@ -19,7 +19,6 @@ from typing import Any, Iterator, TextIO
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
@@ -34,6 +33,7 @@ from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel,
 from .errors import Interrupted, SganError, WriteError, on_signals
 from .evaluate import accuracy, evaluate, load, write_submission
 from .methods import Method, augmentation, build_method
+from .methods.base import moving_average
 from .models import evaluated
 from .registry import REGISTRY
 from .report import plot_losses, save_sample_grid, write_html_report
@@ -163,7 +163,7 @@ def start_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
                               workers=cfg.loader_workers, device=device)
     scored: nn.Module = method.classifier
     if cfg.ema > 0:
-        scored = AveragedModel(method.classifier, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+        scored = moving_average(method.classifier, cfg.ema)
     training = TrainingState(name, method, scored, lr_schedules(method, cfg), streams, batches, ranks, device)
     if saved is not None:
         training.restore(*saved)

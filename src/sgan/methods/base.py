@@ -111,6 +111,12 @@ def labeled_and_unlabeled(net: nn.Module, bare: nn.Module, x_lb: torch.Tensor, x
     return logits_lb, logits_ulb, None if features is None else features[len(x_lb):]
 
 
+def moving_average(module: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `module`'s weights and buffers, moved by
+    `update_parameters(module)` after each step (the first update copies them)."""
+    return AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 class PseudoLabeler(nn.Module):
     """FixMatch's term (Sohn et al. 2020): a strong view of each unlabeled image against the class
     its plain view predicts with enough confidence. Options, each off by default:
@@ -139,8 +145,7 @@ class PseudoLabeler(nn.Module):
         self.register_buffer("confident_share", torch.zeros(num_classes))  # (K,) FlexMatch's s(c)
         self.register_buffer("model_mean", uniform.clone())  # (K,) mean plain-view prediction
         self.register_buffer("labeled_share", uniform.clone())  # (K,) class shares of the labeled batches
-        self.teacher = None if teacher_decay == 0 else AveragedModel(
-            classifier, multi_avg_fn=get_ema_multi_avg_fn(teacher_decay), use_buffers=True)
+        self.teacher = None if teacher_decay == 0 else moving_average(classifier, teacher_decay)
 
     @property
     def has_state(self) -> bool:

@@ -19,21 +19,29 @@ import numpy as np
 from sgan.config import resolve, run_config_file
 from sgan.data.prepare import candidate_pool
 from sgan.run import RunFolder, SuggestFolder
-from sgan.suggest import suggest_labels
+from sgan.suggest import FEATURES, STRATEGIES, suggest_labels
 from sgan.trainer import train
 
 ARMS = ("suggested", "random", "balanced")
 SCORED = ("holdout", "holdout+adabn", "test")  # reported beside validation where the protocol has them
 
 
-def filled_picks(cfg, folder: Path, strategy: str, budget: int, pretext_iterations: int) -> tuple[Path, list[int]]:
+def filled_picks(cfg, folder: Path, strategy: str, features: str, budget: int,
+                 pretext_iterations: int) -> tuple[Path, list[int]]:
     """picks.csv with the true labels written in (filled.csv); returns its path and the picks'
     class counts. A filled.csv kept from an earlier run is used as it is."""
-    filled = folder / "filled.csv"
+    filled, kept = folder / "filled.csv", SuggestFolder(folder)
+    if kept.summary.is_file():  # picks kept from an earlier run must be the ones asked for now
+        made = json.loads(kept.summary.read_text())
+        wanted = {"strategy": strategy, "features": features if strategy != "random" else None}
+        if any(made.get(k) != v for k, v in wanted.items()):
+            raise SystemExit(f"{folder} holds picks made with {made.get('strategy')}/{made.get('features')}, not "
+                             f"{wanted['strategy']}/{wanted['features']}; use another --out")
     if not filled.is_file():
-        picks = SuggestFolder(folder).picks
+        picks = kept.picks
         if not picks.is_file():
-            suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, pretext_iterations=pretext_iterations)
+            suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, features=features,
+                           pretext_iterations=pretext_iterations)
         _, pool, _ = candidate_pool(cfg)
         with open(picks, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--pretext-iterations", type=int, default=1500)
+    ap.add_argument("--strategy", choices=[s for s in STRATEGIES if s != "random"], default="representative",
+                    help="how the suggested arm picks (the random arm always picks at random)")
+    ap.add_argument("--features", choices=FEATURES, default="contrastive", help="what the suggested arm clusters")
     ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
     args = ap.parse_args(argv)
@@ -65,9 +76,9 @@ def main(argv: list[str] | None = None) -> None:
             run = RunFolder(out / f"{arm}_seed{seed}")
             extra, counts = {}, None
             if arm != "balanced":
-                strategy = "representative" if arm == "suggested" else "random"
-                picks, counts = filled_picks(cfg, out / f"picks_{arm}_seed{seed}", strategy, args.budget,
-                                             args.pretext_iterations)
+                strategy = args.strategy if arm == "suggested" else "random"
+                picks, counts = filled_picks(cfg, out / f"picks_{arm}_seed{seed}", strategy, args.features,
+                                             args.budget, args.pretext_iterations)
                 extra = {"labels_csv": str(picks)}
             if run.is_complete():
                 metrics = run.read_metrics()
@@ -83,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 def write_tables(out: Path, args: argparse.Namespace, results: list[dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "suggest_labels.json").write_text(json.dumps({"config": args.config, "method": args.method,
+                                                         "strategy": args.strategy, "features": args.features,
                                                          "budget": args.budget, "results": results}, indent=2))
     scored = [k for k in ("holdout", "test") if any(k in r for r in results)]
     lines = [f"| picks ({args.budget} labels) | val % mean +- std | "

@@ -250,6 +250,25 @@ def test_suggest_benchmark_runs_all_three_arms(tmp_path):
     assert (tmp_path / "out" / "suggest_labels.md").read_text().count("\n") == 5
 
 
+def test_suggest_benchmark_takes_a_strategy_and_refuses_picks_made_otherwise(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text('data = "sklearn-digits"\niterations = 2\nbatch_size = 8\neval_every = 2\nlog_every = 2\n'
+                      'threads = 1\n')
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "suggest_labels.py"
+    spec = importlib.util.spec_from_file_location("suggest_labels", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    common = ["--config", str(config), "--budget", "20", "--seeds", "0", "--pretext-iterations", "3",
+              "--arms", "suggested", "--out", str(tmp_path / "out")]
+    bench.main([*common, "--strategy", "typical", "--features", "gan"])
+    made = json.loads((tmp_path / "out" / "picks_suggested_seed0" / "suggest.json").read_text())
+    assert (made["strategy"], made["features"]) == ("typical", "gan")
+    summary = json.loads((tmp_path / "out" / "suggest_labels.json").read_text())
+    assert (summary["strategy"], summary["features"]) == ("typical", "gan")
+    with pytest.raises(SystemExit, match="typical/gan, not representative/contrastive"):
+        bench.main(common)
+
+
 def test_suggest_labels_takes_the_amp_and_layout_flags_it_reads():
     from sgan.cli import build_parser, run_config
 

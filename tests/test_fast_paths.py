@@ -160,6 +160,32 @@ def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
     assert "7 s (step 4, 91.50%)" in table and "not reached (best 91.50% at 7 s, step 4)" in table
 
 
+def test_time_to_accuracy_benchmark_reads_the_photo_peers_curve(tmp_path):
+    """--peer-kind photos: the article's SGAN's printed curve is read (its clock, not ours), and its
+    own summary (steps/s, test) is kept beside it."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = tmp_path / "tiny.toml"
+    config.write_text('data = "sklearn-digits"\nbatch_size = 8\nlog_every = 3\nthreads = 1\n')
+    fake_peer = tmp_path / "peer.py"  # seed_torch_sgan.py's one JSON line
+    fake_peer.write_text(
+        "import json, sys\n"
+        "assert '--size' in sys.argv and sys.argv[sys.argv.index('--iterations') + 1] == '6'\n"
+        "print(json.dumps({'steps_per_s': 2.5, 'best_val': 0.62, 'test': 0.6, 'curve': [\n"
+        "    {'step': 3, 'val': 0.55, 'seconds': 1.5}, {'step': 6, 'val': 0.62, 'seconds': 3.0}]}))\n")
+    bench.PHOTO_PEER = fake_peer
+    bench.main(["--config", str(config), "--set", "iterations=6", "--eval-every", "3", "--peer", sys.executable,
+                "--peer-kind", "photos", "--peer-iterations", "6", "--targets", "0.6", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "time_to_accuracy.json").read_text())
+    peer = report["results"]["photo peer (article's PyTorch SGAN)"]
+    assert peer["reached"]["0.6"] == {"step": 6, "val": 0.62, "seconds": 3.0}
+    assert report["peer_summary"] == {"steps_per_s": 2.5, "best_val": 0.62, "test": 0.6}
+    assert report["protocol"].startswith("Pets-12k-32")
+    assert "3 s (step 6, 62.00%)" in (tmp_path / "out" / "time_to_accuracy.md").read_text()
+
+
 def test_profile_benchmark_times_every_labelled_part_of_the_photo_step(tmp_path):
     """benchmarks/profile_step.py at a toy size: every labelled part of the SGAN step is found by
     the profiler (a label renamed in methods/sgan.py would show as 0 here) and the parts fit in the step."""

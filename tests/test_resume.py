@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,40 @@ def test_a_pickle_posing_as_a_checkpoint_is_refused_and_never_runs(reference, tm
                        capture_output=True, text=True)
     assert r.returncode == 2 and "not an sgan weights file" in r.stderr and "Traceback" not in r.stderr
     assert not marker.exists()
+
+
+def flip_a_data_byte(path: Path) -> None:
+    """One byte of the tensor data (past safetensors' 8-byte length and its JSON header) inverted:
+    a damaged copy, every structure of the file intact."""
+    data = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")
+    at = start + (len(data) - start) // 2
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_or_weights_file_with_one_byte_flipped_is_refused(reference, digits_csv, tmp_path):
+    from sgan.checkpoint import load_state
+
+    run = tmp_path / "run"
+    p = start("--data", str(digits_csv), "--out", str(run), *SETTINGS)
+    assert wait_for(run / "checkpoint.safetensors", p)
+    p.send_signal(signal.SIGTERM)
+    finish(p)
+    tensors, _ = load_state(run / "checkpoint.safetensors")  # the intact one loads, with the networks in it
+    assert tensors
+    flip_a_data_byte(run / "checkpoint.safetensors")
+    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "damaged checkpoint" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+    shutil.copytree(reference, run, dirs_exist_ok=True)  # a finished run, for eval
+    folder = RunFolder(run)
+    flip_a_data_byte(folder.evaluated_weights("sgan", folder.read_config()))
+    r = subprocess.run([sys.executable, "-m", "sgan", "eval", str(run), "--data", "sklearn-digits", "--method", "sgan"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "damaged weights file" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_non_finite_loss_stops_without_final_weights(digits_csv, tmp_path, monkeypatch):

@@ -189,6 +189,30 @@ def test_a_checkpoint_or_weights_file_with_one_byte_flipped_is_refused(reference
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_second_process_on_a_run_in_use_is_refused_until_the_first_is_killed(digits_csv, tmp_path):
+    run = tmp_path / "run"
+    p = start("--data", str(digits_csv), "--out", str(run), *SETTINGS, "--iterations", "100000")
+    assert wait_for(run / "checkpoint.safetensors", p)
+    for second in (["--resume", str(run)], ["--data", str(digits_csv), "--out", str(run), "--overwrite"]):
+        code, err = finish(start(*second))
+        assert code == 2 and f"{run}: in use by another sgan process (pid {p.pid})" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert p.poll() is None  # the first went on undisturbed
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    resumed = start("--resume", str(run))  # the kernel dropped the killed process's lock
+    assert wait_for(run / "checkpoint.safetensors", resumed)
+    resumed.send_signal(signal.SIGTERM)
+    code, err = finish(resumed)
+    assert code == 128 + signal.SIGTERM, err
+
+
+def test_a_refused_run_leaves_no_folder_behind(tmp_path):
+    code, err = finish(start("--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "new" / "run")))
+    assert code == 2 and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
+
+
 def test_non_finite_loss_stops_without_final_weights(digits_csv, tmp_path, monkeypatch):
     from sgan import SganError, train
     from sgan.methods import SGAN

@@ -171,3 +171,23 @@ def test_the_gpu_study_script_runs_every_method_at_a_tiny_size_on_the_cpu(tmp_pa
     assert len(cells) == 2
     config = json.loads((cells[0] / "config.json").read_text())
     assert (config["model"], config["resnet_stem"], config["iterations"]) == ("resnet18", "imagenet", 2)
+
+
+def test_a_sweep_folder_in_use_is_refused_in_one_line(digits_csv, tmp_path):
+    import subprocess
+    import sys
+
+    from sgan.run import SweepFolder
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'data = "{digits_csv}"\niterations = 2\nbatch_size = 8\nprogress = false\n\n'
+                      '[sweep]\nbudgets = [20]\nseeds = [0]\n')
+    command = [sys.executable, "-m", "sgan", "sweep", "--config", str(config), "--out", str(tmp_path / "sweep")]
+    with SweepFolder(tmp_path / "sweep").in_use():  # this process holds it, as a running sweep would
+        r = subprocess.run(command, capture_output=True, text=True)
+    assert r.returncode == 2 and "in use by another sgan process" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep" / "runs").exists()
+    r = subprocess.run(command, capture_output=True, text=True)  # released: it runs
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "sweep" / "summary.json").is_file()

@@ -22,10 +22,17 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders are not guarded there
+    fcntl = None
 
 from .files import atomic_write_text, csv_text
 from .config import Config, config_from_dict
@@ -120,6 +127,45 @@ class Folder:
     def __str__(self) -> str:
         return str(self.path)
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """This process is the folder's one writer while inside: another sgan process that asks is
+        refused in one line. An advisory lock (flock) on .lock, which the kernel drops when its
+        holder exits or is killed, so a killed run never leaves its folder stuck. A folder made
+        here for the lock and left holding only the lock is removed again, with the parents made for it."""
+        if fcntl is None or (self.path.exists() and not self.path.is_dir()):
+            yield  # a path that is a file is refused by whoever writes there
+            return
+        made = [p for p in [self.path, *self.path.parents] if not p.exists()]  # innermost first
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a+")
+        except OSError as e:
+            raise SganError(f"{self.path}: cannot create the folder: {e.strerror or e}") from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise SganError(f"{self.path}: in use by another sgan process (pid {holder}); wait for it to end "
+                                "or choose another folder") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            if made and [e.name for e in self.path.iterdir()] == [self.lock_file.name]:
+                self.lock_file.unlink()
+                for folder in made:
+                    folder.rmdir()
+            handle.close()
+
 
 class RunFolder(Folder):
 
@@ -146,7 +192,7 @@ class RunFolder(Folder):
         remove, or one error line."""
         if self.path.exists() and not self.path.is_dir():
             raise SganError(f"{self.path}: output path is a file")
-        entries = sorted(self.path.iterdir()) if self.path.is_dir() else []
+        entries = sorted(e for e in self.path.iterdir() if e != self.lock_file) if self.path.is_dir() else []
         if entries and not overwrite:
             if self.config.is_file() and not self.is_complete():
                 raise SganError(f"{self.path}: holds a stopped run; continue it with: sgan train --resume {self.path} "

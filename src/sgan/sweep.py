@@ -160,12 +160,13 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> N
 def run_sweep(sweep: Sweep) -> list[Metrics]:
     """Every cell not yet complete, then the tables, the verdict and the plot from all cells."""
     sweep.check()
-    todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
-    todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first, so that the workers finish together
-    if todo:
-        run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))
-    results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
-    write_report(results, SweepFolder(sweep.out))
+    with SweepFolder(sweep.out).in_use():
+        todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
+        todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first: the workers finish together
+        if todo:
+            run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))
+        results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
+        write_report(results, SweepFolder(sweep.out))
     return results
 
 

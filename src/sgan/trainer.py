@@ -11,7 +11,7 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -246,19 +246,26 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
     `train(resume="runs/a")` continues a stopped or killed run from its last checkpoint.
     Under torchrun (RANK / WORLD_SIZE set) every process calls this; see distributed.py.
     """
-    if resume is not None:
-        stopped = RunFolder(resume)
-        cfg = stopped.read_config()
-        if stopped.is_complete():
-            raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
-    else:
+    if resume is None:
         cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
-    if resume is None:  # a folder that cannot take the run is refused before the data is read
         cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_path()))
-        RunFolder(cfg.out).check_target(overwrite=overwrite)
+    ranks = ranks_from_env()  # under torchrun: one process per device, data parallel; rank 0 writes
+    folder = RunFolder(resume if resume is not None else cfg.out)
+    with folder.in_use() if ranks.main else nullcontext():
+        return _train_in(folder, cfg, ranks, overwrite=overwrite, resume=resume)
+
+
+def _train_in(folder: RunFolder, cfg: Config | None, ranks: Ranks, *, overwrite: bool,
+             resume: str | Path | None) -> Metrics:
+    """train() inside its folder, this process its one writer."""
+    if resume is not None:
+        cfg = folder.read_config()
+        if folder.is_complete():
+            raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
+    else:  # a folder that cannot take the run is refused before the data is read
+        folder.check_target(overwrite=overwrite)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ranks = ranks_from_env()  # under torchrun: one process per device, data parallel
     device = rank_device(pick_device(cfg.device), ranks)
     data = prepare(cfg)
     cfg = data.config  # its model and image size fitted to the data
@@ -268,10 +275,9 @@ def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | P
         try:
             return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
         except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
-            run = RunFolder(resume if resume is not None else cfg.out)
-            what = str(e) if isinstance(e, WriteError) else f"{e.filename or run.path}: {e.strerror or e}"
-            hint = f"; the run is incomplete, continue it with: sgan train --resume {run.path}" \
-                if run.config.is_file() else ""
+            what = str(e) if isinstance(e, WriteError) else f"{e.filename or folder.path}: {e.strerror or e}"
+            hint = f"; the run is incomplete, continue it with: sgan train --resume {folder.path}" \
+                if folder.config.is_file() else ""
             raise SganError(what + hint) from None
 
 

@@ -191,3 +191,87 @@ def test_a_sweep_folder_in_use_is_refused_in_one_line(digits_csv, tmp_path):
     r = subprocess.run(command, capture_output=True, text=True)  # released: it runs
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sweep" / "summary.json").is_file()
+
+
+def sweep_command(config, out) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "sgan", "sweep", "--config", str(config), "--out", str(out)]
+
+
+def cell_results(out) -> dict:
+    metrics = json.loads((out / "runs" / "n20_pool_seed0" / "metrics.json").read_text())["methods"]
+    return {m: {k: v for k, v in r.items() if k != "train_seconds"} for m, r in metrics.items()}
+
+
+def test_a_stopped_cell_resumes_and_equals_an_uninterrupted_one(digits_csv, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'data = "{digits_csv}"\nmethods = ["supervised", "sgan"]\niterations = 60\nbatch_size = 8\n'
+                      'eval_every = 20\nlog_every = 10\ncheckpoint_every = 1\nthreads = 1\nprogress = false\n\n'
+                      '[sweep]\nbudgets = [20]\nseeds = [0]\n')
+    subprocess.run(sweep_command(config, tmp_path / "reference"), capture_output=True, text=True, check=True)
+    out = tmp_path / "sweep"
+    p = subprocess.Popen(sweep_command(config, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "runs" / "n20_pool_seed0" / "metrics.jsonl"
+    end = time.time() + 120  # until the sgan method is under way
+    while time.time() < end and p.poll() is None and '"sgan"' not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.01)
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=120)
+    assert p.returncode != 0 and not (out / "runs" / "n20_pool_seed0" / "metrics.json").exists()
+    r = subprocess.run(sweep_command(config, out), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stderr and "sgan from step" in r.stderr, r.stderr
+    assert cell_results(out) == cell_results(tmp_path / "reference")
+
+
+def test_a_cell_made_with_another_config_is_refused_unless_redone(digits_csv, tmp_path):
+    import subprocess
+
+    config = tmp_path / "sweep.toml"
+    text = (f'data = "{digits_csv}"\nmethods = ["supervised"]\niterations = 2\nbatch_size = 8\nprogress = false\n\n'
+            '[sweep]\nbudgets = [20]\nseeds = [0]\n')
+    config.write_text(text)
+    out = tmp_path / "sweep"
+    subprocess.run(sweep_command(config, out), capture_output=True, text=True, check=True)
+    config.write_text(text.replace("iterations = 2", "iterations = 3"))
+    r = subprocess.run(sweep_command(config, out), capture_output=True, text=True)
+    assert r.returncode == 2 and "made with iterations = 2, the sweep now runs 3" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = subprocess.run([*sweep_command(config, out), "--redo-changed"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert cell_results(out)["supervised"]["iterations"] == 3
+
+
+def fake_cell(values, threads, gpu, errors) -> None:
+    """Stands in for sweep._run_cell: records which GPU it was given and when it ran."""
+    import time
+    from pathlib import Path
+
+    start = time.time()
+    time.sleep(0.5)
+    Path(values["out"]).mkdir(parents=True)
+    Path(values["out"], "ran.json").write_text(json.dumps({"gpu": gpu, "threads": threads, "start": start,
+                                                           "end": time.time()}))
+
+
+def test_the_local_executor_gives_each_running_cell_its_own_gpu(tmp_path, monkeypatch):
+    from sgan import sweep
+
+    monkeypatch.setattr(sweep, "visible_gpus", lambda: ["3", "5"])  # two GPUs, stubbed
+    monkeypatch.setattr(sweep, "_run_cell", fake_cell)
+    cells = [{"out": str(tmp_path / f"cell{i}")} for i in range(5)] + [{"out": str(tmp_path / "cpu"), "device": "cpu"}]
+    sweep.run_cells(cells, workers=4, progress=False)
+    ran = {c["out"]: json.loads((Path(c["out"]) / "ran.json").read_text()) for c in cells}
+    assert ran[str(tmp_path / "cpu")]["gpu"] is None  # a CPU cell takes no GPU
+    gpu_cells = [ran[c["out"]] for c in cells[:5]]
+    assert {r["gpu"] for r in gpu_cells} == {"3", "5"}
+    for a in gpu_cells:  # two cells that ran at the same time never shared a GPU
+        overlapping = [b for b in gpu_cells if b is not a and b["start"] < a["end"] and a["start"] < b["end"]]
+        assert all(b["gpu"] != a["gpu"] for b in overlapping)
+    assert max(len([b for b in ran.values() if b["start"] < a["end"] and a["start"] < b["end"]])
+               for a in ran.values()) <= 2  # one cell per GPU at a time: at most two at once

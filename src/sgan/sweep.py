@@ -1,8 +1,9 @@
 """Label budgets x unlabeled sources x seeds, each cell one `train` run with every method.
 
-Cells run in worker processes, a finished cell (its metrics.json exists) is skipped, so a rerun
-resumes. Then one table per evaluation set (Markdown and CSV, mean +- std over seeds) and a plot
-of accuracy against label budget.
+Cells run in worker processes, one GPU each where there are GPUs. A rerun skips a finished cell
+(its metrics.json exists) and resumes a stopped one from its checkpoint; a cell saved with another
+config than the sweep's now is refused (or, with redo_changed, trained again). Then one table per
+evaluation set (Markdown and CSV, mean +- std over seeds) and a plot of accuracy against label budget.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class Sweep:
     # e.g. {"100": {"iterations": 4000}} (a Python caller may key by int); where both set a key, per_source wins
     per_budget: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget only "
                                                    "([sweep.per_budget.N] tables of a config file)")
+    redo_changed: bool = option(False, "train again, from scratch, the cells whose saved config differs from what "
+                                "the sweep would run now (without it they are refused)")
 
     @classmethod
     def from_config(cls, values: dict[str, Any], *, where: str, flags: dict[str, Any] | None = None,
@@ -97,6 +100,24 @@ class Sweep:
         return cells
 
 
+# what a run fills in or a machine chooses, not what the sweep asked for: never a change of the cell
+UNCOMPARED = ("out", "progress", "threads", "device", "loader_workers")
+
+
+def changed_key(cell: dict[str, Any], folder: RunFolder) -> tuple[str, Any, Any] | None:
+    """The first config key (in Config's order) whose value in the cell folder's config.json
+    differs from what the sweep would run there now, with the saved value and the new; None if
+    none does. Keys the run fits to its data (model "auto", an unset image size) are compared
+    only where the sweep sets them."""
+    saved, wanted = folder.read_config().to_dict(), resolve(cell).to_dict()
+    for key, new in wanted.items():
+        if key in UNCOMPARED or new is None or (key == "model" and new == "auto"):
+            continue
+        if json.dumps(saved.get(key), sort_keys=True) != json.dumps(new, sort_keys=True):
+            return key, saved.get(key), new
+    return None
+
+
 def cell_label(source: str) -> str:
     """An unlabeled source as part of a cell folder's name: the whole path, its separators and
     other characters a name cannot hold as "-", so that a/train.csv and b/train.csv differ."""
@@ -106,16 +127,23 @@ def cell_label(source: str) -> str:
 SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table
 
 
-def _run_cell(values: dict[str, Any], threads: int, errors: Any) -> None:
-    """One cell in its own process; its one-line error goes to the pipe `errors`, a signal ends
-    it quietly."""
+def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any) -> None:
+    """One cell in its own process: a stopped one (a checkpoint, no metrics.json, the config the
+    sweep runs now) resumes as `train --resume` would, any other starts over; its one-line error
+    goes to the pipe `errors`, a signal ends it quietly."""
+    if gpu is not None:  # before CUDA starts in this process: the cell sees its GPU only, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     import torch
 
     from .trainer import train
 
     torch.set_num_threads(threads)
+    folder = RunFolder(values["out"])
     try:
-        train(overwrite=True, **values)  # a cell without metrics.json is unfinished: start it over
+        if folder.checkpoint.is_file() and not folder.is_complete() and changed_key(values, folder) is None:
+            train(resume=folder.path)
+        else:
+            train(overwrite=True, **values)
     except SganError as e:
         errors.send(f"{values['out']}: {e}")
         sys.exit(1)
@@ -123,26 +151,47 @@ def _run_cell(values: dict[str, Any], threads: int, errors: Any) -> None:
         sys.exit(128 + e.signum)
 
 
+def visible_gpus() -> list[str]:
+    """The CUDA devices cells may use, as CUDA_VISIBLE_DEVICES entries."""
+    import torch
+
+    count = torch.cuda.device_count()
+    listed = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:count] if "CUDA_VISIBLE_DEVICES" in os.environ else [str(i) for i in range(count)]
+
+
+def wants_gpu(cell: dict[str, Any]) -> bool:
+    return cell.get("device", Config.device) in ("auto", "cuda")
+
+
 def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> None:
-    """Each cell in a spawned process (no forked torch state), `workers` at a time. A failed cell
-    or a signal to this process stops the running cells within STOP_SECONDS: an unfinished cell
-    starts over on the next run."""
+    """Each cell in a spawned process (no forked torch state), `workers` at a time; where there
+    are GPUs and the cells may use one, one cell per GPU at a time, each seeing only its own
+    (CUDA_VISIBLE_DEVICES). A failed cell or a signal to this process stops the running cells
+    within STOP_SECONDS; each checkpoints, and the next run resumes it."""
     from tqdm import tqdm
 
     ctx = multiprocessing.get_context("spawn")
+    gpus = visible_gpus() if any(wants_gpu(c) for c in cells) else []
+    workers = min(workers, len(gpus)) if gpus else workers
     threads = max(1, (os.cpu_count() or 1) // workers)
-    waiting, running, errors = list(cells), [], {}  # errors: each process's reading end of its pipe
+    free = list(gpus)  # the GPUs no running cell holds
+    waiting, running, errors, held = list(cells), [], {}, {}  # errors: each process's end of its pipe
     bar = tqdm(total=len(cells), desc=f"sweep ({len(cells)} cells to run)", disable=not progress)
     try:
         while waiting or running:
             while waiting and len(running) < workers:
+                cell = waiting.pop(0)
+                gpu = free.pop(0) if gpus and wants_gpu(cell) else None
                 errors_out, errors_in = ctx.Pipe(duplex=False)  # a pipe, not a queue: no semaphore to leak on kill
-                running.append(ctx.Process(target=_run_cell, args=(waiting.pop(0), threads, errors_in)))
-                errors[running[-1]] = errors_out
+                running.append(ctx.Process(target=_run_cell, args=(cell, threads, gpu, errors_in)))
+                errors[running[-1]], held[running[-1]] = errors_out, gpu
                 running[-1].start()
             multiprocessing.connection.wait([p.sentinel for p in running])
             for p in [p for p in running if p.exitcode is not None]:
                 running.remove(p)
+                if held[p] is not None:
+                    free.append(held[p])
                 bar.update()
                 if p.exitcode:
                     error = errors[p].recv() if errors[p].poll() else f"a cell ended with exit code {p.exitcode}"
@@ -161,7 +210,16 @@ def run_sweep(sweep: Sweep) -> list[Metrics]:
     """Every cell not yet complete, then the tables, the verdict and the plot from all cells."""
     sweep.check()
     with SweepFolder(sweep.out).in_use():
-        todo = [c for c in sweep.cells() if not RunFolder(c["out"]).is_complete()]
+        todo = []
+        for cell in sweep.cells():
+            folder = RunFolder(cell["out"])
+            change = changed_key(cell, folder) if folder.config.is_file() else None
+            if change and not sweep.redo_changed:
+                key, old, new = change
+                raise SganError(f"{folder.path}: made with {key} = {old!r}, the sweep now runs {new!r}; train the "
+                                "changed cells again with --redo-changed (or choose another --out)")
+            if change or not folder.is_complete():
+                todo.append(cell)
         todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first: the workers finish together
         if todo:
             run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))

@@ -44,6 +44,15 @@ class Sweep:
                                                    "([sweep.per_budget.N] tables of a config file)")
     redo_changed: bool = option(False, "train again, from scratch, the cells whose saved config differs from what "
                                 "the sweep would run now (without it they are refused)")
+    executor: str = option("local", "local: worker processes on this machine; ray: one Ray task per cell (pip "
+                           "install 'sgan[ray]'), on the cluster at --address", choices=("local", "ray"))
+    address: str | None = option(None, "ray: the cluster to join, auto or HOST:PORT (default: start a local one for "
+                                 "the sweep)")
+    cpus_per_cell: int | None = option(None, "CPUs each cell asks for and its torch threads (default: the machine's "
+                                       "cores / workers; ray: 1)", within="[1, 1024]")
+    gpus_per_cell: float | None = option(None, "ray: GPUs each cell asks for (default: 1 where the cluster has GPUs "
+                                         "and the cells may use one, else 0); the local executor gives each "
+                                         "running cell one visible GPU", within="[0, 64]")
 
     @classmethod
     def from_config(cls, values: dict[str, Any], *, where: str, flags: dict[str, Any] | None = None,
@@ -127,23 +136,29 @@ def cell_label(source: str) -> str:
 SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table
 
 
-def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any) -> None:
-    """One cell in its own process: a stopped one (a checkpoint, no metrics.json, the config the
-    sweep runs now) resumes as `train --resume` would, any other starts over; its one-line error
-    goes to the pipe `errors`, a signal ends it quietly."""
-    if gpu is not None:  # before CUDA starts in this process: the cell sees its GPU only, as cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+def train_cell(values: dict[str, Any], threads: int) -> None:
+    """One cell, in whichever process an executor gives it: a stopped one (a checkpoint, no
+    metrics.json, the config the sweep runs now) resumes as `train --resume` would, any other
+    starts over."""
     import torch
 
     from .trainer import train
 
     torch.set_num_threads(threads)
     folder = RunFolder(values["out"])
+    if folder.checkpoint.is_file() and not folder.is_complete() and changed_key(values, folder) is None:
+        train(resume=folder.path)
+    else:
+        train(overwrite=True, **values)
+
+
+def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any) -> None:
+    """The local executor's cell process: its one-line error goes to the pipe `errors`, a signal
+    ends it quietly."""
+    if gpu is not None:  # before CUDA starts in this process: the cell sees its GPU only, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     try:
-        if folder.checkpoint.is_file() and not folder.is_complete() and changed_key(values, folder) is None:
-            train(resume=folder.path)
-        else:
-            train(overwrite=True, **values)
+        train_cell(values, threads)
     except SganError as e:
         errors.send(f"{values['out']}: {e}")
         sys.exit(1)
@@ -164,7 +179,7 @@ def wants_gpu(cell: dict[str, Any]) -> bool:
     return cell.get("device", Config.device) in ("auto", "cuda")
 
 
-def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> None:
+def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool, cpus_per_cell: int | None = None) -> None:
     """Each cell in a spawned process (no forked torch state), `workers` at a time; where there
     are GPUs and the cells may use one, one cell per GPU at a time, each seeing only its own
     (CUDA_VISIBLE_DEVICES). A failed cell or a signal to this process stops the running cells
@@ -174,7 +189,7 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> N
     ctx = multiprocessing.get_context("spawn")
     gpus = visible_gpus() if any(wants_gpu(c) for c in cells) else []
     workers = min(workers, len(gpus)) if gpus else workers
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = cpus_per_cell or max(1, (os.cpu_count() or 1) // workers)
     free = list(gpus)  # the GPUs no running cell holds
     waiting, running, errors, held = list(cells), [], {}, {}  # errors: each process's end of its pipe
     bar = tqdm(total=len(cells), desc=f"sweep ({len(cells)} cells to run)", disable=not progress)
@@ -206,6 +221,53 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool) -> N
         bar.close()
 
 
+def _ray_cell(values: dict[str, Any], threads: int) -> str | None:
+    """A cell as a Ray task: None when it finished, else its one-line error."""
+    try:
+        train_cell(values, threads)
+    except SganError as e:
+        return f"{values['out']}: {e}"
+    return None
+
+
+def run_cells_on_ray(cells: list[dict[str, Any]], *, address: str | None, cpus_per_cell: int | None,
+                     gpus_per_cell: float | None, progress: bool) -> None:
+    """Each cell one Ray task asking for its CPUs (its torch threads) and GPUs; Ray places them
+    on the cluster and retries a task whose worker died, and the retried cell resumes from its
+    checkpoint. Every node must see the sweep folder (a shared filesystem). A failed cell or a
+    signal to this process cancels the running cells (each keeps its last checkpoint) and shuts
+    down a local cluster this sweep started."""
+    try:
+        import ray
+    except ImportError:
+        raise SganError("--executor ray needs Ray: pip install 'sgan[ray]'") from None
+    from tqdm import tqdm
+
+    ray.init(address=address, include_dashboard=False, log_to_driver=True)
+    cpus = cpus_per_cell or 1
+    if gpus_per_cell is None:
+        gpus_per_cell = 1 if any(wants_gpu(c) for c in cells) and ray.cluster_resources().get("GPU", 0) else 0
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus_per_cell, max_retries=3)(_ray_cell)
+    pending = [task.remote(cell, cpus) for cell in cells]
+    bar = tqdm(total=len(cells), desc=f"sweep on Ray ({len(cells)} cells to run)", disable=not progress)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)  # a timeout, so that signals get through
+            for ref in done:
+                bar.update()
+                if error := ray.get(ref):
+                    raise SganError(error)
+    except ray.exceptions.RayError as e:
+        raise SganError(f"a cell failed on Ray: {str(e).strip().splitlines()[-1]}") from None
+    finally:
+        for ref in pending:
+            ray.cancel(ref)  # a KeyboardInterrupt in the cell: its last checkpoint is what the next run resumes
+        if pending:
+            ray.wait(pending, num_returns=len(pending), timeout=STOP_SECONDS)
+        ray.shutdown()  # a cluster ray.init started here stops with it; a joined one keeps running
+        bar.close()
+
+
 def run_sweep(sweep: Sweep) -> list[Metrics]:
     """Every cell not yet complete, then the tables, the verdict and the plot from all cells."""
     sweep.check()
@@ -221,8 +283,12 @@ def run_sweep(sweep: Sweep) -> list[Metrics]:
             if change or not folder.is_complete():
                 todo.append(cell)
         todo.sort(key=lambda c: -c.get("iterations", Config.iterations))  # longest first: the workers finish together
-        if todo:
-            run_cells(todo, workers=sweep.workers, progress=sweep.base.get("progress", True))
+        progress = sweep.base.get("progress", True)
+        if todo and sweep.executor == "ray":
+            run_cells_on_ray(todo, address=sweep.address, cpus_per_cell=sweep.cpus_per_cell,
+                             gpus_per_cell=sweep.gpus_per_cell, progress=progress)
+        elif todo:
+            run_cells(todo, workers=sweep.workers, progress=progress, cpus_per_cell=sweep.cpus_per_cell)
         results = [RunFolder(c["out"]).read_metrics() for c in sweep.cells()]
         write_report(results, SweepFolder(sweep.out))
     return results

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-SETTINGS = ('methods = ["supervised", "sgan"]\niterations = 40\nbatch_size = 8\neval_every = 20\nlog_every = 10\n'
+SETTINGS = ('methods = ["sgan"]\niterations = 30\nbatch_size = 8\neval_every = 20\nlog_every = 10\n'
             'checkpoint_every = 1\nprogress = false\n\n[sweep]\nbudgets = [20]\nseeds = [0, 1]\ncpus_per_cell = 1\n')
 
 

@@ -131,6 +131,10 @@ def test_cell_folders_of_two_sources_with_one_file_name_differ(tmp_path):
     (dict(per_budget={"100": {"iterations": 0}}), "iterations must be positive, got 0"),
     (dict(base={"nonsense": 1}), "unknown config key 'nonsense'"),
     (dict(sources=["pool"], per_source={"pool": {"unlabeled_plus_pool": True}}), "unlabeled_plus_pool needs"),
+    (dict(executor="slurm"), "unknown executor 'slurm'; choose from local, ray"),
+    (dict(cpus_per_cell=0), "cpus_per_cell must be"),
+    (dict(address="auto"), "address is for executor ray"),
+    (dict(executor="ray", gpus_per_cell=-1.0), "gpus_per_cell must be"),
 ])
 def test_run_sweep_from_python_refuses_what_the_cli_refuses(tmp_path, sweep, message):
     values = {"base": {"methods": ["supervised"]}, "out": str(tmp_path / "sw"), **sweep}
@@ -275,3 +279,17 @@ def test_the_local_executor_gives_each_running_cell_its_own_gpu(tmp_path, monkey
         assert all(b["gpu"] != a["gpu"] for b in overlapping)
     assert max(len([b for b in ran.values() if b["start"] < a["end"] and a["start"] < b["end"]])
                for a in ran.values()) <= 2  # one cell per GPU at a time: at most two at once
+
+
+def test_the_executor_cost_benchmark_times_a_sweep_of_tiny_cells(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "executor_cost.py"
+    spec = importlib.util.spec_from_file_location("executor_cost", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--cells", "2", "--executors", "local", "--out", str(tmp_path / "out")])
+    local = json.loads((tmp_path / "out" / "executor_cost.json").read_text())["results"]["local"]
+    assert local["cells"] == 2 and 0 < local["to_first_step_s"] < local["wall_s"]
+    assert local["per_cell_s"] * 2 == pytest.approx(local["first_step_to_last_end_s"], abs=0.02)
+    assert "| local | 2 |" in (tmp_path / "out" / "executor_cost.md").read_text()

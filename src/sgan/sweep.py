@@ -74,6 +74,9 @@ class Sweep:
         """Every value and every cell's config as it will run (its source set), before any cell
         starts: what the CLI and a Python caller of run_sweep are refused alike."""
         check_values(self, "sweep")
+        if self.executor == "local" and (self.address is not None or self.gpus_per_cell is not None):
+            raise SganError(f"{where}: {'address' if self.address is not None else 'gpus_per_cell'} is for "
+                            "executor ray (the local executor gives each running cell one visible GPU)")
         check_keys(self.base, where)
         check_types(self.base, where)
         resolve(self.base)

@@ -14,6 +14,17 @@ from sgan.data.transforms import resize
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def benchmark(name: str):
+    """benchmarks/<name>.py as a module, for its main() at a toy size."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def digits28(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     s = read_sklearn_digits()
     images, labels = resize(s.images, 28), s.labels

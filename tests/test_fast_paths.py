@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import benchmark
 from sgan.config import Config
 from sgan.methods import base, build_method
 from sgan.methods.base import bf16_is_fast
@@ -98,10 +98,7 @@ def test_cuda_training_end_to_end(tmp_path):
 def test_speed_benchmark_writes_json_and_table(tmp_path):
     """benchmarks/speed.py end to end at a toy size: float32 then bf16 in one run (the 28 px pair:
     bf16 ResNet18 steps take a minute on CPUs without bf16 units), then both network pairs."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
-    spec = importlib.util.spec_from_file_location("speed", path)
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+    speed = benchmark("speed")
     toy = ["--device", "cpu", "--batch", "4", "--iterations", "2", "--warmup", "1", "--repeats", "2"]
     speed.main([*toy, "--amp", "both", "--out", str(tmp_path / "amp")])
     rows = json.loads((tmp_path / "amp" / "speed.json").read_text())["rows"]
@@ -134,10 +131,7 @@ def test_machine_names_the_cpu():
 def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
     """benchmarks/time_to_accuracy.py at a toy size, the Keras peer replaced by a script that prints
     the peer's log lines: each target's first crossing, on our clock and on the peer's."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("time_to_accuracy")
     config = tmp_path / "tiny.toml"
     config.write_text('data = "sklearn-digits"\nbatch_size = 8\nlog_every = 3\nthreads = 1\n\n[sweep]\nseeds = [0]\n')
     fake_peer = tmp_path / "peer.py"  # the peer's --log line format, then its JSON result
@@ -163,10 +157,7 @@ def test_time_to_accuracy_benchmark_reads_both_clocks(tmp_path):
 def test_time_to_accuracy_benchmark_reads_the_photo_peers_curve(tmp_path):
     """--peer-kind photos: the article's SGAN's printed curve is read (its clock, not ours), and its
     own summary (steps/s, test) is kept beside it."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "time_to_accuracy.py"
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("time_to_accuracy")
     config = tmp_path / "tiny.toml"
     config.write_text('data = "sklearn-digits"\nbatch_size = 8\nlog_every = 3\nthreads = 1\n')
     fake_peer = tmp_path / "peer.py"  # seed_torch_sgan.py's one JSON line
@@ -189,10 +180,7 @@ def test_time_to_accuracy_benchmark_reads_the_photo_peers_curve(tmp_path):
 def test_profile_benchmark_times_every_labelled_part_of_the_photo_step(tmp_path):
     """benchmarks/profile_step.py at a toy size: every labelled part of the SGAN step is found by
     the profiler (a label renamed in methods/sgan.py would show as 0 here) and the parts fit in the step."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
-    prof = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prof)
+    prof = benchmark("profile_step")
     cfg = tmp_path / "toy.toml"
     cfg.write_text('model = "resnet9"\nimage_size = 32\nwidth = 8\nbatch_size = 4\nnum_classes = 2\n'
                    'generator_loss = "feature_matching"\n')

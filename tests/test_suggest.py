@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import benchmark
 from sgan.config import Config, resolve
 from sgan.data import prepare
 from sgan.data.prepare import candidate_pool
@@ -237,10 +237,7 @@ def test_suggest_benchmark_runs_all_three_arms(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text('data = "sklearn-digits"\niterations = 3\nbatch_size = 8\neval_every = 3\nlog_every = 3\n'
                       'threads = 1\n')
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "suggest_labels.py"
-    spec = importlib.util.spec_from_file_location("suggest_labels", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("suggest_labels")
     bench.main(["--config", str(config), "--budget", "20", "--seeds", "0", "--pretext-iterations", "5",
                 "--out", str(tmp_path / "out")])
     results = json.loads((tmp_path / "out" / "suggest_labels.json").read_text())["results"]
@@ -254,10 +251,7 @@ def test_suggest_benchmark_takes_a_strategy_and_refuses_picks_made_otherwise(tmp
     config = tmp_path / "tiny.toml"
     config.write_text('data = "sklearn-digits"\niterations = 2\nbatch_size = 8\neval_every = 2\nlog_every = 2\n'
                       'threads = 1\n')
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "suggest_labels.py"
-    spec = importlib.util.spec_from_file_location("suggest_labels", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("suggest_labels")
     common = ["--config", str(config), "--budget", "20", "--seeds", "0", "--pretext-iterations", "3",
               "--arms", "suggested", "--out", str(tmp_path / "out")]
     bench.main([*common, "--strategy", "typical", "--features", "gan"])

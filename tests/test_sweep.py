@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import digits28, write_kaggle_csv
+from conftest import benchmark, digits28, write_kaggle_csv
 from sgan import SganError
 from sgan.sweep import Sweep, run_sweep
 
@@ -282,12 +282,7 @@ def test_the_local_executor_gives_each_running_cell_its_own_gpu(tmp_path, monkey
 
 
 def test_the_executor_cost_benchmark_times_a_sweep_of_tiny_cells(tmp_path):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "executor_cost.py"
-    spec = importlib.util.spec_from_file_location("executor_cost", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark("executor_cost")
     bench.main(["--cells", "2", "--executors", "local", "--out", str(tmp_path / "out")])
     local = json.loads((tmp_path / "out" / "executor_cost.json").read_text())["results"]["local"]
     assert local["cells"] == 2 and 0 < local["to_first_step_s"] < local["wall_s"]

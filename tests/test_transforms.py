@@ -74,3 +74,35 @@ def test_photo_views_mirror_about_half_the_batch_and_digit_views_never_do():
     assert not torch.allclose(jitter, v)
     assert torch.equal(augmentation(still, 3, torch.Generator().manual_seed(1))(x),
                        augmentation(still, 3, torch.Generator().manual_seed(1))(x))  # seeded
+
+
+def test_random_cutout_greys_one_square_per_image_at_a_seeded_place():
+    from sgan.data.transforms import random_cutout
+
+    x = torch.ones(64, 3, 32, 32)
+    out = random_cutout(x, 0.5, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and torch.equal(out, random_cutout(x, 0.5, torch.Generator().manual_seed(0)))
+    holes = out[:, 0] == 0  # (B, H, W), the same in every channel
+    assert torch.equal(holes[:, None].expand_as(out), out == 0)
+    for hole in holes:  # one axis-aligned rectangle, at most 16 x 16, cut by the edges only
+        rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
+        assert len(rows) <= 16 and len(cols) <= 16 and len(rows) > 0
+        assert hole.sum() == len(rows) * len(cols)
+        assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
+        inside = rows.min() > 0 and rows.max() < 31 and cols.min() > 0 and cols.max() < 31
+        assert not inside or (len(rows), len(cols)) == (16, 16)  # a square wholly inside is the full size
+    assert 0.15 < holes.float().mean() < 0.25  # a quarter of the area where wholly inside, less at the edges
+    assert torch.equal(random_cutout(x, 0.0), x)
+
+
+def test_strong_cutout_reaches_the_pseudo_label_view_only():
+    from sgan.config import Config
+    from sgan.methods import build_method
+
+    cfg = Config(model="resnet9", image_size=32, channels=3, strong_cutout=0.5, aug_degrees=0, aug_translate=0,
+                 aug_scale=0, aug_jitter=0)
+    method = build_method("sgan+aug", cfg, channels=3, num_classes=2, device=torch.device("cpu"))
+    x = torch.full((8, 3, 32, 32), 0.5)
+    strong = method.pseudo.strong_augment(x)
+    assert (strong == 0).any() and ((strong == 0) | (strong == 0.5)).all()
+    assert not (method.augment(x) == 0).any()  # the labeled and real/fake views keep every pixel

@@ -156,6 +156,9 @@ class Config:
     aug_stroke: float = option(0.0, "augmentation: pen width, for line drawings such as digits: each image's lines "
                                "thickened or thinned (a 3x3 max or min filter blended in by a random share up to "
                                "this); 0: off", within="[0, 1]")
+    strong_cutout: float = option(0.0, "the pseudo-label term's strong view (fixmatch, the SGAN variants): after the "
+                                  "augmentation, a square of this fraction of the side, placed at random in each "
+                                  "image, set to grey (FixMatch's Cutout); 0: off", within="[0, 1)")
     adabn: bool = option(False, "also report accuracy with BatchNorm re-estimated on each eval set (looks at its "
                          "images)")
     set_std: bool = option(False, "also report accuracy on each eval set standardized from its own pixel mean/std "

@@ -135,12 +135,15 @@ class Folder:
     def in_use(self) -> Iterator[None]:
         """This process is the folder's one writer while inside: another sgan process that asks is
         refused in one line. An advisory lock (flock) on .lock, which the kernel drops when its
-        holder exits or is killed, so a killed run never leaves its folder stuck. A folder made
-        here for the lock and left holding only the lock is removed again, with the parents made for it."""
-        if fcntl is None or (self.path.exists() and not self.path.is_dir()):
-            yield  # a path that is a file is refused by whoever writes there
+        holder exits or is killed, so a killed run never leaves its folder stuck. A lock file placed
+        here by a command that then fails is taken away again (never left in a folder that is not
+        sgan's), and so are the folders made for it that hold nothing else."""
+        nearest = next(p for p in [self.path, *self.path.parents] if p.exists())
+        if fcntl is None or not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+            yield  # a folder that cannot be made here is refused, in its own words, by whoever writes there
             return
         made = [p for p in [self.path, *self.path.parents] if not p.exists()]  # innermost first
+        placed = not self.lock_file.exists()  # the lock file is this process's to take away if it fails
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             handle = open(self.lock_file, "a+")
@@ -159,9 +162,13 @@ class Folder:
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
+        except BaseException:  # refused or failed: a folder not made into sgan's keeps no trace of it
+            if placed:
+                self.lock_file.unlink(missing_ok=True)
+            raise
         finally:
-            if made and [e.name for e in self.path.iterdir()] == [self.lock_file.name]:
-                self.lock_file.unlink()
+            if made and [e.name for e in self.path.iterdir()] in ([], [self.lock_file.name]):
+                self.lock_file.unlink(missing_ok=True)
                 for folder in made:
                     folder.rmdir()
             handle.close()

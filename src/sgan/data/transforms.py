@@ -78,3 +78,16 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     """Half the images of the batch (B, C, H, W), drawn at random, mirrored left to right."""
     mirror = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)  # (B,)
     return torch.where(mirror[:, None, None, None], x.flip(-1), x)
+
+
+def random_cutout(x: torch.Tensor, fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image (B, C, H, W) with one square of side fraction x H set to 0 (grey in [-1, 1]),
+    centred anywhere in the image, so that near an edge only part of it falls inside (Cutout,
+    DeVries & Taylor 2017, as FixMatch uses it)."""
+    b, _, h, w = x.shape
+    half = fraction * h / 2
+    centre = torch.rand(b, 2, generator=generator).to(x.device) * torch.tensor([h, w], device=x.device)  # (B, 2)
+    rows = (torch.arange(h, device=x.device) + 0.5 - centre[:, :1]).abs() < half  # (B, H)
+    cols = (torch.arange(w, device=x.device) + 0.5 - centre[:, 1:]).abs() < half  # (B, W)
+    hole = rows[:, None, :, None] & cols[:, None, None, :]  # (B, 1, H, W)
+    return x.masked_fill(hole, 0.0)

@@ -9,7 +9,7 @@ from importlib import import_module
 import torch
 
 from ..config import Config
-from ..data.transforms import colour_jitter, random_affine, random_flip, random_stroke
+from ..data.transforms import colour_jitter, random_affine, random_cutout, random_flip, random_stroke
 from ..models import build_classifier, memory_format
 from ..registry import REGISTRY
 from .base import Augment, Method, Wrap, amp_enabled, same
@@ -34,15 +34,17 @@ def build_method(name: str, cfg: Config, *, channels: int, num_classes: int, dev
     """The registry's class for `name`, built from the config. `augment` draws the random views
     (default: the configured affine ranges on torch's global generator): of every training batch
     for methods that augment, and the pseudo-label view (one more draw of the same ranges: twice
-    them was too strong, 87.0 vs 89.0% on Dig-MNIST at n = 1,000, seed 0, see docs/results.md)."""
+    them was too strong, 87.0 vs 89.0% on Dig-MNIST at n = 1,000, seed 0, see docs/results.md),
+    with a Cutout hole after it where `strong_cutout` is set."""
     spec = REGISTRY[name]
     cfg = cfg.fit_to_data(channels=channels, side=None)[0]  # a config not fitted to data yet: by its channels
     augment = augment or augmentation(cfg, channels)
+    strong = augment if not cfg.strong_cutout else lambda x: random_cutout(augment(x), cfg.strong_cutout)
     classifier = build_classifier(cfg, channels=channels, num_classes=num_classes).to(device,
                                                                                        memory_format=memory_format(cfg))
     if cfg.compile:  # in place: checkpoints keep the plain module's keys
         classifier.compile()
     builder = getattr(import_module("sgan.methods"), spec.builder)
     return builder.build(cfg, classifier=classifier, channels=channels, num_classes=num_classes, device=device,
-                         views=augment if spec.augments else same, strong_augment=augment, wrap=wrap,
+                         views=augment if spec.augments else same, strong_augment=strong, wrap=wrap,
                          amp=amp_enabled(cfg.amp, device))

@@ -20,7 +20,7 @@ from typing import Any
 
 from .files import atomic_write_text, csv_text
 from .config import Config, check_keys, check_types, check_values, option, resolve
-from .errors import Interrupted, SganError
+from .errors import Interrupted, SganError, on_signals
 from .registry import REGISTRY
 from .run import Metrics, RunFolder, SweepFolder
 
@@ -253,13 +253,17 @@ def run_cells_on_ray(cells: list[dict[str, Any]], *, address: str | None, cpus_p
     task = ray.remote(num_cpus=cpus, num_gpus=gpus_per_cell, max_retries=3)(_ray_cell)
     pending = [task.remote(cell, cpus) for cell in cells]
     bar = tqdm(total=len(cells), desc=f"sweep on Ray ({len(cells)} cells to run)", disable=not progress)
+    caught: list[int] = []  # a signal is only noted inside Ray's calls (an exception raised there breaks them)
     try:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=1.0)  # a timeout, so that signals get through
-            for ref in done:
-                bar.update()
-                if error := ray.get(ref):
-                    raise SganError(error)
+        with on_signals(lambda signum, frame: caught.append(signum)):  # in place of Ray's, which abort the driver
+            while pending and not caught:
+                done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                for ref in done:
+                    bar.update()
+                    if error := ray.get(ref):
+                        raise SganError(error)
+        if caught:
+            raise Interrupted(caught[0], "with the cells checkpointed; rerun the sweep to continue them")
     except ray.exceptions.RayError as e:
         raise SganError(f"a cell failed on Ray: {str(e).strip().splitlines()[-1]}") from None
     finally:

@@ -179,7 +179,9 @@ def test_time_to_accuracy_benchmark_reads_the_photo_peers_curve(tmp_path):
 
 def test_profile_benchmark_times_every_labelled_part_of_the_photo_step(tmp_path):
     """benchmarks/profile_step.py at a toy size: every labelled part of the SGAN step is found by
-    the profiler (a label renamed in methods/sgan.py would show as 0 here) and the parts fit in the step."""
+    the profiler (a label renamed in methods/sgan.py would show as 0 here) and the parts, which do
+    not overlap, fit in the profiled step (not the unprofiled median: load on the machine would
+    make that comparison fail for the wrong reason)."""
     prof = benchmark("profile_step")
     cfg = tmp_path / "toy.toml"
     cfg.write_text('model = "resnet9"\nimage_size = 32\nwidth = 8\nbatch_size = 4\nnum_classes = 2\n'
@@ -188,5 +190,5 @@ def test_profile_benchmark_times_every_labelled_part_of_the_photo_step(tmp_path)
     (result,) = json.loads((tmp_path / "p" / "profile.json").read_text())["results"]
     parts = result["sgan"]["parts_s"]
     assert set(parts) == set(prof.PARTS) and all(seconds > 0 for seconds in parts.values()), parts
-    assert sum(parts.values()) < 1.5 * result["sgan"]["median_step_s"] and result["ratio"] > 0
+    assert sum(parts.values()) <= result["sgan"]["profiled_step_s"] and result["ratio"] > 0
     assert "| D backward |" in (tmp_path / "p" / "profile.md").read_text()

@@ -222,6 +222,16 @@ def test_generator_width_sets_the_photo_generators_channels():
         assert g(torch.randn(2, 100)).shape == (2, 3, 32, 32)
 
 
+def test_generator_width_sets_the_digit_generators_channels():
+    from sgan.models import build_generator
+
+    for width, notebook in ((64, [128, 64, 1]), (16, [32, 16, 1])):  # 64: the Keras notebook's 256 -> 128 -> 64
+        g = build_generator(Config(model="digits", image_size=28, generator_width=width).validate(), channels=1)
+        widths = [m.out_channels for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
+        assert widths == notebook and g.project.out_features == 7 * 7 * 4 * width
+        assert g(torch.randn(2, 100)).shape == (2, 1, 28, 28)
+
+
 def test_flip_tta_averages_each_image_with_its_mirror():
     from torch import nn
 

@@ -116,8 +116,9 @@ class Config:
                               choices=("constant", "cosine"))
     beta1: float = option(0.5, "Adam beta1", within="[0, 1)")
     z_dim: int = option(100, "generator noise size", within="[1, 4096]")
-    generator_width: int = option(64, "photo models: the DCGAN generator's width ngf (its last hidden layer; each "
-                                  "layer before doubles it, up to 512); 32 px photos need fewer", within="[4, 512]")
+    generator_width: int = option(64, "the generator's width: its last hidden layer's channels, each layer "
+                                  "before doubles them (photos: up to 512; digits: 4w, 2w, w, the notebook's at 64); "
+                                  "cost grows as its square", within="[4, 512]")
     generator_loss: str = option("nonsaturating", "nonsaturating or feature_matching",
                                  choices=("nonsaturating", "feature_matching"))
     input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)",

@@ -47,7 +47,7 @@ def build_generator(cfg: Config, *, channels: int) -> nn.Module:
     fitted(cfg)
     if cfg.model in ("resnet18", "resnet9"):
         return DCGANGenerator(z_dim=cfg.z_dim, channels=channels, image_size=cfg.image_size, ngf=cfg.generator_width)
-    return DigitGenerator(z_dim=cfg.z_dim, channels=channels)
+    return DigitGenerator(z_dim=cfg.z_dim, channels=channels, width=cfg.generator_width)
 
 
 __all__ = ["Classifier", "DCGANGenerator", "FlipAveraged", "evaluated", "DigitClassifier", "DigitGenerator", "GaussianNoise", "ResNet9Classifier", "ResNet18Classifier",

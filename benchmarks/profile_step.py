@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=JSON", help="config overrides, e.g. fake_batch_size=32")
     ap.add_argument("--method", default="sgan+aug")
     ap.add_argument("--baseline", default="conventional", help="the non-GAN step the ratio is taken against")
+    ap.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: the config's, else 3; "
+                    "1 with model auto: the 28 px digit pair)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--amp", choices=("off", "on", "both"), default="both" if bf16_is_fast(torch.device("cpu")) else "off")
@@ -109,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for amp in {"off": [False], "on": [True], "both": [False, True]}[args.amp]:
         cfg = resolve(file_values, {**overrides, "amp": amp, "progress": False})
-        channels = cfg.channels or 3
+        channels = args.channels or cfg.channels or 3
+        cfg = cfg.fit_to_data(channels=channels, side=None)[0]  # model "auto": the network for these channels
         sgan = measure(cfg, method_name=args.method, channels=channels, device=device, warmup=args.warmup,
                        steps=args.steps, parts=True)
         base = measure(cfg, method_name=args.baseline, channels=channels, device=device, warmup=args.warmup,

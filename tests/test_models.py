@@ -3,7 +3,7 @@ import torch
 
 from sgan.config import Config
 from sgan.methods import SGAN, build_method, frozen_bn_stats
-from sgan.models import DigitClassifier, DigitGenerator
+from sgan.models import DigitClassifier, DigitGenerator, build_classifier
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -15,6 +15,18 @@ def test_shapes_and_finite(channels):
     assert d(x).shape == (5, 10)
     assert d.features(x).shape == (5, 2048)
     assert torch.isfinite(d(x)).all()
+
+
+def test_digit_classifier_width():
+    """w, 2w, 4w channels: the notebook's 32 / 64 / 128 at the default w = 32; the features are 4w x 4 x 4."""
+    notebook = [m.out_channels for m in DigitClassifier().modules() if isinstance(m, torch.nn.Conv2d)]
+    assert notebook == [32, 64, 128]
+    d = DigitClassifier(width=64)
+    assert [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)] == [64, 128, 256]
+    x = torch.randn(3, 1, 28, 28)
+    assert d.features(x).shape == (3, 4096) and d(x).shape == (3, 10)
+    cfg = Config(model="digits", image_size=28, width=16)
+    assert build_classifier(cfg, channels=1, num_classes=10).features(x).shape == (3, 1024)
 
 
 @pytest.mark.parametrize("generator_loss,pseudo_label_weight", [("nonsaturating", 0.0), ("feature_matching", 0.0),

@@ -98,7 +98,8 @@ class Config:
                         "(a compact ResNet-9 that keeps resolution at small sizes), or auto: resnet9 for 3-channel "
                         "or larger than 28 px images, digits for the rest; the photo models get a DCGAN generator "
                         "sized to --image-size", choices=("auto", *MODELS))
-    width: int = option(32, "resnet9: base width w (stages of w, 2w, 4w, 8w channels; 64 is the original)",
+    width: int = option(32, "the classifier's base width w: resnet9 stages of w, 2w, 4w, 8w channels (64 is the "
+                        "original); digits w, 2w, 4w (the notebook's at 32); cost grows as its square",
                         within="[4, 256]")
     resnet_stem: str = option("small", "resnet18 under 128 px: small (3x3 stride-1 stem) or imagenet (torchvision's, "
                               "~4x cheaper at 64 px)", choices=("small", "imagenet"))

@@ -66,26 +66,27 @@ class DigitGenerator(nn.Module):
 class DigitClassifier(Classifier):
     """The SGAN discriminator and the supervised twin: images (B, C, 28, 28) -> K logits.
 
-    `features` is the shared core (B, 2048); `head` maps it to class logits. The real/fake
-    output is not a separate layer: D(x) = Z / (Z + 1) with Z = sum(exp(logits)).
+    `features` is the shared core (B, 64w); `head` maps it to class logits. The real/fake
+    output is not a separate layer: D(x) = Z / (Z + 1) with Z = sum(exp(logits)). Width w:
+    w, 2w, 4w channels (the notebook's 32, 64, 128 at w = 32); its cost grows as w^2.
     """
 
     def __init__(self, *, num_classes: int = 10, channels: int = 1, dropout: float = 0.5,
-                 input_noise: float = 0.0) -> None:
+                 input_noise: float = 0.0, width: int = 32) -> None:
         super().__init__()
         self.core = nn.Sequential(
             GaussianNoise(input_noise),
-            nn.Conv2d(channels, 32, 3, stride=2, padding=1),  # 28 -> 14
+            nn.Conv2d(channels, width, 3, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(LEAK),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1),  # 14 -> 7
-            nn.BatchNorm2d(64),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),  # 14 -> 7
+            nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(LEAK),
-            nn.Conv2d(64, 128, 3, stride=2, padding=1),  # 7 -> 4
-            nn.BatchNorm2d(128),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),  # 7 -> 4
+            nn.BatchNorm2d(4 * width),
             nn.LeakyReLU(LEAK),
-            nn.Flatten(),  # (B, 128 * 4 * 4)
+            nn.Flatten(),  # (B, 4w * 4 * 4)
         )
-        self.head = nn.Sequential(Dropout(dropout), nn.Linear(128 * 4 * 4, num_classes))
+        self.head = nn.Sequential(Dropout(dropout), nn.Linear(4 * width * 4 * 4, num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.core(x)  # (B, 2048)
+        return self.core(x)  # (B, 64w)

@@ -17,7 +17,8 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
             "eval_every": 3, "log_every": 3, "progress": False}
     sweep = Sweep(base=base, budgets=[20, 40], seeds=[0, 1], sources=["pool", "holdout"], workers=2,
                   out=str(tmp_path / "sweep"), per_source={"holdout": {"pseudo_label_weight": 2.0}},
-                  per_budget={"40": {"iterations": 4}})
+                  per_budget={"40": {"iterations": 4}},
+                  per_cell={"n40_holdout": {"iterations": 5, "pseudo_label_weight": 3.0}})
     run_sweep(sweep)
     out = tmp_path / "sweep"
     runs = sorted(p.name for p in (out / "runs").iterdir())
@@ -32,15 +33,20 @@ def test_sweep_tables_and_resume(digits_csv, tmp_path):
     assert pool_cell["protocol"]["pseudo_label_weight"] == 1.0
     # and for one budget's cells only
     assert pool_cell["protocol"]["iterations"] == 3
-    assert json.loads((out / "runs" / "n40_holdout_seed1" / "metrics.json").read_text())["protocol"]["iterations"] == 4
+    assert json.loads((out / "runs" / "n40_pool_seed1" / "metrics.json").read_text())["protocol"]["iterations"] == 4
+    # and for one budget with one source: over both tables above
+    one_cell = json.loads((out / "runs" / "n40_holdout_seed1" / "metrics.json").read_text())["protocol"]
+    assert one_cell["iterations"] == 5 and one_cell["pseudo_label_weight"] == 3.0
     rows = json.loads((out / "summary.json").read_text())
     val = [r for r in rows if r["eval_set"] == "val"]
     assert len(val) == 2 * (5 + 3)  # budgets x (5 methods with the pool + the 3 that use unlabeled images, holdout)
     for r in val:
         assert r["seeds"] == [0, 1] and np.isclose(r["mean"], np.mean(r["values"]))
     md = (out / "table_holdout.md").read_text()
-    assert "| 40 | sgan | holdout (transductive), pseudo-labels x2 |" in md and "| 40 | conventional | - |" in md
-    assert "| 40 | fixmatch | pool, pseudo-labels x1 |" in md and md.count("| 4 |") == 8 and md.count("| 3 |") == 8
+    assert "| 40 | sgan | holdout (transductive), pseudo-labels x3 |" in md and "| 40 | conventional | - |" in md
+    assert "| 20 | sgan | holdout (transductive), pseudo-labels x2 |" in md
+    assert "| 40 | fixmatch | pool, pseudo-labels x1 |" in md and md.count("| 4 |") == 5 and md.count("| 3 |") == 8
+    assert md.count("| 5 |") == 3
     assert (out / "table_holdout.csv").read_text().startswith("n_labeled,method,unlabeled")
     assert (out / "accuracy_vs_budget.png").stat().st_size > 0
     report = (out / "report.html").read_text()  # the verdict, the plot and one table per evaluation set
@@ -129,6 +135,9 @@ def test_cell_folders_of_two_sources_with_one_file_name_differ(tmp_path):
     (dict(budgets=[0]), "budgets must be positive, got 0"),
     (dict(per_budget={"few": {"iterations": 9}}), r"\[sweep.per_budget.few\] must name a label budget"),
     (dict(per_budget={"100": {"iterations": 0}}), "iterations must be positive, got 0"),
+    (dict(per_cell={"n1000_holdout": {"iterations": 9}}),
+     r"\[sweep.per_cell.n1000_holdout\] names no cells of this sweep; its cells are n100_pool, n1000_pool, n4000_pool"),
+    (dict(per_cell={"n100_pool": {"iterations": 0}}), "iterations must be positive, got 0"),
     (dict(base={"nonsense": 1}), "unknown config key 'nonsense'"),
     (dict(sources=["pool"], per_source={"pool": {"unlabeled_plus_pool": True}}), "unlabeled_plus_pool needs"),
     (dict(executor="slurm"), "unknown executor 'slurm'; choose from local, ray"),

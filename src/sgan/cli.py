@@ -88,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, list(FIELDS))
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
-                    "of budgets, seeds, sources, workers, and [sweep.per_budget.N] / [sweep.per_source.SOURCE] tables of config keys for one budget's / source's cells")
-    add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in ("base", "per_source", "per_budget")], dest_prefix="sweep_")
+                    "of budgets, seeds, sources, workers, and [sweep.per_budget.N] / [sweep.per_source.SOURCE] / "
+                    "[sweep.per_cell.nN_SOURCE] tables of config keys for one budget's / source's / both's cells")
+    tables = ("base", "per_source", "per_budget", "per_cell")
+    add_flags(sw, [f for f in dataclasses.fields(Sweep) if f.name not in tables], dest_prefix="sweep_")
     add_config_flags(sw, [k for k in FIELDS if k not in ("n_labeled", "seed", "unlabeled", "out")])
     ev = sub.add_parser("eval", help="accuracy of a trained run on a labeled file")
     ev.add_argument("run", help="run folder")

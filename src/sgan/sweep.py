@@ -42,6 +42,10 @@ class Sweep:
     # e.g. {"100": {"iterations": 4000}} (a Python caller may key by int); where both set a key, per_source wins
     per_budget: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget only "
                                                    "([sweep.per_budget.N] tables of a config file)")
+    # e.g. {"n1000_holdout": {"iterations": 8000}}: one budget with one source; it wins over both tables above
+    per_cell: dict[str, dict[str, Any]] = option({}, "config values for the cells of one label budget and unlabeled "
+                                                 "source, named as their folders less the seed "
+                                                 "([sweep.per_cell.n1000_holdout] tables of a config file)")
     redo_changed: bool = option(False, "train again, from scratch, the cells whose saved config differs from what "
                                 "the sweep would run now (without it they are refused)")
     executor: str = option("local", "local: worker processes on this machine; ray: one Ray task per cell (pip "
@@ -58,7 +62,7 @@ class Sweep:
     def from_config(cls, values: dict[str, Any], *, where: str, flags: dict[str, Any] | None = None,
                     overrides: dict[str, Any] | None = None) -> "Sweep":
         """A sweep from a config file's keys, its [sweep] table under values["sweep"] (the
-        per_budget and per_source tables come from there only), then `flags` ([sweep] keys) and
+        per_budget, per_source and per_cell tables come from there only), then `flags` ([sweep] keys) and
         `overrides` (config keys) from a command line; checked as `check` does."""
         values = dict(values)
         table = values.pop("sweep", {})
@@ -84,6 +88,11 @@ class Sweep:
             if not str(budget).isdigit():
                 raise SganError(f"{where}: [sweep.per_budget.{budget}] must name a label budget, e.g. "
                                 "[sweep.per_budget.100]")
+        groups = [cell_group(n, source) for source in self.sources for n in self.budgets]
+        for group in self.per_cell:
+            if group not in groups:
+                raise SganError(f"{where}: [sweep.per_cell.{group}] names no cells of this sweep; its cells are "
+                                f"{', '.join(groups)}")
         labels: dict[str, str] = {}
         for source in self.sources:
             if (other := labels.setdefault(cell_label(source), source)) != source:
@@ -103,12 +112,12 @@ class Sweep:
             if not cell_methods:
                 continue
             for n in self.budgets:
+                group = cell_group(n, source)
                 for seed in self.seeds:
-                    name = f"n{n}_{cell_label(source)}_seed{seed}"
                     cells.append({**self.base, **budget_values.get(str(n), {}), **self.per_source.get(source, {}),
-                                  "methods": cell_methods, "n_labeled": n, "seed": seed,
+                                  **self.per_cell.get(group, {}), "methods": cell_methods, "n_labeled": n, "seed": seed,
                                   "unlabeled": None if source == POOL else source, "progress": False,
-                                  "out": str(folder.cell(name))})
+                                  "out": str(folder.cell(f"{group}_seed{seed}"))})
         return cells
 
 
@@ -134,6 +143,11 @@ def cell_label(source: str) -> str:
     """An unlabeled source as part of a cell folder's name: the whole path, its separators and
     other characters a name cannot hold as "-", so that a/train.csv and b/train.csv differ."""
     return re.sub(r"[^A-Za-z0-9._+]+", "-", source).strip("-") or "-"
+
+
+def cell_group(n: int, source: str) -> str:
+    """The cells of one budget and source, e.g. n1000_holdout: their folders' names less the seed."""
+    return f"n{n}_{cell_label(source)}"
 
 
 SWEEP_FIELDS = {f.name: f for f in fields(Sweep) if f.name not in ("base", "out")}  # the keys of a [sweep] table

@@ -35,6 +35,12 @@ def test_preset_fills_protocol_and_yields_to_overrides():
     ({"model": "resnet18", "image_size": 50}, "image_size in"),
     ({"channels": 2}, "unknown channels 2; choose from 1, 3"),
     ({"select": "best"}, "unknown select"),
+    ({"model": "resnet9", "image_size": 128}, "resnet9 at 128 px needs resnet_stem 'patch'"),
+    ({"model": "resnet9", "resnet_stem": "imagenet"}, "'resnet9' takes resnet_stem small or patch"),
+    ({"model": "resnet18", "resnet_stem": "patch"}, "'resnet18' takes resnet_stem small or imagenet"),
+    ({"diff_augment": True, "methods": ["supervised", "sgan"]}, "diff_augment .* needs an SGAN variant that augments"),
+    ({"pull_away_weight": 0.1, "methods": ["supervised", "fixmatch"]}, "pull_away_weight .* needs an SGAN variant"),
+    ({"pull_away_weight": -1.0}, "pull_away_weight must be >= 0"),
 ])
 def test_bad_config_values(values, message):
     with pytest.raises(SganError, match=message):
@@ -120,3 +126,17 @@ def test_pets_12k_32_is_pets_12k_served_at_32_px():
                        test_per_class=small.test_per_class)
     assert [len(split.test), len(split.validation), len(split.labeled), len(split.unlabeled)] == [1000, 1000, 100, 9900]
     assert np.bincount(labels[split.labeled]).tolist() == [50, 50]
+
+
+@pytest.mark.parametrize("size, files", [(32, "pets64"), (64, "pets64"), (128, "pets128")])
+def test_pets_25k_is_pets_12k_with_the_whole_collection_unlabeled(size, files):
+    """Pets-25k (BENCHMARK.md): Pets-12k's pool and split; the -extra folder unlabeled beside the
+    rest of the pool; 128 px from the 128 px files (the same names, so the same split)."""
+    from pathlib import Path
+
+    cfg, ref = resolve(overrides={"preset": f"pets-25k-{size}"}), resolve(overrides={"preset": "pets-12k"})
+    assert Path(cfg.data).name == files and Path(cfg.unlabeled).name == f"{files}-extra"
+    assert cfg.unlabeled_plus_pool and cfg.image_size == size
+    differ = {k for k, v in cfg.to_dict().items() if ref.to_dict()[k] != v}
+    assert differ <= {"preset", "image_size", "data", "unlabeled", "unlabeled_plus_pool"}
+    assert (cfg.val_per_class, cfg.test_per_class, cfg.n_labeled) == (500, 500, 100)

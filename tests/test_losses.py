@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from sgan import losses
@@ -98,3 +99,12 @@ def test_contrastive_loss_by_hand():
     # views of the wrong images score worse than chance (log 3)
     swapped = z[[0, 1, 3, 2]]
     assert losses.contrastive_loss(swapped, 1.0).item() > math.log(3)
+
+
+def test_pull_away_term_by_hand():
+    """Three features: (1, 0), (1, 1), (0, 2). Cosines: 1/sqrt2, 0, 1/sqrt2; squared 0.5, 0, 0.5;
+    each pair counted twice over 3 x 2 ordered pairs: (0.5 + 0 + 0.5) x 2 / 6 = 1/3."""
+    f = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    assert losses.pull_away_term(f).item() == pytest.approx(1 / 3)
+    assert losses.pull_away_term(torch.tensor([[2.0, 0.0], [3.0, 0.0]])).item() == pytest.approx(1.0)  # collapsed
+    assert losses.pull_away_term(torch.eye(4)).item() == pytest.approx(0.0)  # orthogonal

@@ -197,12 +197,13 @@ def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
     assert torch.equal(drop.eval()(x), x)
 
 
-@pytest.mark.parametrize("size,last_side", [(32, 4), (64, 4)])
-def test_resnet9_shapes_resolution_and_every_parameter_gets_a_gradient(size, last_side):
+@pytest.mark.parametrize("size,stem,last_side", [(32, "small", 4), (64, "small", 4), (64, "patch", 4),
+                                                 (128, "patch", 4)])
+def test_resnet9_shapes_resolution_and_every_parameter_gets_a_gradient(size, stem, last_side):
     from sgan.models import ResNet9Classifier
 
     torch.manual_seed(0)
-    d = ResNet9Classifier(num_classes=2, image_size=size, width=8, input_noise=0.3)
+    d = ResNet9Classifier(num_classes=2, image_size=size, width=8, input_noise=0.3, stem=stem)
     x = torch.randn(4, 3, size, size)
     last = d.body[:-2](x)  # before global pooling: the last stage keeps a 4x4 map at either size
     assert last.shape == (4, 64, last_side, last_side)
@@ -222,6 +223,67 @@ def test_resnet9_sgan_step_from_the_config_and_its_size_check():
     assert all(torch.isfinite(torch.tensor(v)) for v in logged.values()) and {"d_real", "d_fake", "mask_rate"} <= set(logged)
     with pytest.raises(SganError, match="resnet9.*image_size"):
         Config(model="resnet9", image_size=96).validate()
+
+
+def test_resnet9_patch_stem_brings_large_images_to_32_px():
+    """The patch stem is one k x k stride-k convolution (k = size / 32): the body's first layer
+    sees 32 x 32 at 64 and 128 px, so the body costs what it costs at 32 px."""
+    from sgan.models import ResNet9Classifier
+
+    for size, k in ((64, 2), (128, 4)):
+        d = ResNet9Classifier(image_size=size, width=8, stem="patch")
+        conv = d.body[0][0]
+        assert (conv.kernel_size, conv.stride) == ((k, k), (k, k))
+        assert d.body[0](torch.randn(2, 3, size, size)).shape == (2, 8, 32, 32)
+    with pytest.raises(ValueError, match="patch"):
+        ResNet9Classifier(image_size=128, stem="small")
+    cfg = Config(model="resnet9", image_size=128, resnet_stem="patch", width=8).validate()
+    assert build_classifier(cfg, channels=3, num_classes=2)(torch.randn(2, 3, 128, 128)).shape == (2, 2)
+
+
+def test_diff_augment_views_generated_images_as_real_ones_and_the_generator_learns_through_them():
+    """DiffAugment: the augmentation the real batches get is applied to the generated batch
+    too (a third call, on a tensor that carries the generator's graph), the discriminator sees
+    that view in both phases, and every generator parameter gets a gradient through it."""
+    torch.manual_seed(0)
+    cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", pseudo_label_weight=0.0,
+                 diff_augment=True, methods=["sgan+aug"], amp=False).validate()
+    seen = []
+    method = build_method("sgan+aug", cfg, channels=3, num_classes=2, device=torch.device("cpu"),
+                          augment=lambda x: seen.append(x) or x.flip(3) * 0.5)
+    inputs = []
+    method.classifier.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    out = method.train_step(x, torch.randint(0, 2, (8,)), x.flip(0))
+    assert len(seen) == 3 and seen[2].requires_grad and not seen[0].requires_grad  # unlabeled, labeled, generated
+    generated_view = seen[2].detach().flip(3) * 0.5
+    d_phase, g_phase = inputs[1], inputs[2]  # after the labeled + unlabeled pass
+    assert torch.allclose(d_phase, generated_view) and torch.allclose(g_phase.detach(), generated_view)
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+    for name, p in method.generator.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_pull_away_term_joins_the_generator_loss():
+    """With a pull-away weight the G phase adds the term on the generated batch's features: it
+    is logged, lies in [0, 1], and the generator's loss is the plain one plus weight x term."""
+    torch.manual_seed(0)
+    cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", pseudo_label_weight=0.0,
+                 methods=["sgan"], amp=False)
+    plain = build_method("sgan", cfg.validate(), channels=3, num_classes=2, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    pulled = build_method("sgan", Config(**{**cfg.to_dict(), "pull_away_weight": 2.0}).validate(), channels=3,
+                          num_classes=2, device=torch.device("cpu"))
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    y = torch.randint(0, 2, (8,))
+    torch.manual_seed(1)
+    out_plain = plain.train_step(x, y, x.flip(0))
+    torch.manual_seed(1)
+    out = pulled.train_step(x, y, x.flip(0))
+    assert "loss_pt" in out and "loss_pt" not in out_plain and 0 <= out["loss_pt"] <= 1
+    assert out["loss_g"] == pytest.approx(out_plain["loss_g"] + 2.0 * out["loss_pt"], rel=1e-4)
+    for name, p in pulled.generator.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
 def test_generator_width_sets_the_photo_generators_channels():

@@ -17,7 +17,7 @@ from .presets import kaggle_layout, preset_values
 
 MODELS = ("digits", "resnet18", "resnet9")
 PHOTO_SIZES = (32, 64, 96, 128, 224)
-RESNET9_SIZES = (32, 64)
+RESNET9_SIZES = (32, 64, 128)
 DEFAULT_SIZE = {"digits": 28, "resnet18": 32, "resnet9": 32}  # 32 px: what a 2-core CPU trains photos at
 
 
@@ -78,7 +78,8 @@ class Config:
     test_data: str | None = option(None, "images to label for a submission, e.g. Kaggle test.csv (a Kaggle folder "
                                    "sets it)")
     submit: bool = option(False, "write submission.csv for --test-data from the method best on validation")
-    preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k, pets-12k or pets-12k-32")
+    preset: str | None = option(None, "a protocol from BENCHMARK.md: kannada-10k, pets-12k, pets-12k-32, or pets-25k-32, "
+                                "-64, -128 (Pets-25k at that size)")
     n_labeled: int = option(100, "class-balanced labeled budget", within="[1, inf)")
     labels_csv: str | None = option(None, "a filled-in picks.csv from sgan suggest-labels: these images, with these "
                                     "labels, are the labeled set")
@@ -87,7 +88,7 @@ class Config:
     test_per_class: int = option(0, "test images per class held out of --data, scored once at the end", within="[0, inf)")
     num_classes: int | None = option(None, "number of classes K (default: largest label + 1)", within="[2, inf)")
     image_size: int | None = option(None, "side length images are served at (default: 28 for the digits model, 32 "
-                                    "for the photo models; resnet18: 32, 64, 96, 128 or 224; resnet9: 32 or 64)",
+                                    "for the photo models; resnet18: 32, 64, 96, 128 or 224; resnet9: 32, 64 or 128)",
                                     within="[8, 1024]")
     channels: int | None = option(None, "channels image folders are decoded to: 1 or 3 (default: 3)",
                                   choices=(1, 3))
@@ -101,8 +102,11 @@ class Config:
     width: int = option(32, "the classifier's base width w: resnet9 stages of w, 2w, 4w, 8w channels (64 is the "
                         "original); digits w, 2w, 4w (the notebook's at 32); cost grows as its square",
                         within="[4, 256]")
-    resnet_stem: str = option("small", "resnet18 under 128 px: small (3x3 stride-1 stem) or imagenet (torchvision's, "
-                              "~4x cheaper at 64 px)", choices=("small", "imagenet"))
+    resnet_stem: str = option("small", "how the photo network meets large images: resnet18 under 128 px: small "
+                              "(3x3 stride-1 stem) or imagenet (torchvision's, ~4x cheaper at 64 px); resnet9: small "
+                              "(3x3 at full resolution, halved by a max-pool at 64 px) or patch (a k x k stride-k "
+                              "patch embedding down to the body's 32 px, k = size / 32: 128 px at about the cost of "
+                              "32 px)", choices=("small", "imagenet", "patch"))
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
                          choices=("final", "best_val"))
     methods: list[str] = option(["supervised", "fixmatch", "sgan"], "methods side by side: the supervised twin, what "
@@ -122,6 +126,13 @@ class Config:
                                   "cost grows as its square", within="[4, 512]")
     generator_loss: str = option("nonsaturating", "nonsaturating or feature_matching",
                                  choices=("nonsaturating", "feature_matching"))
+    diff_augment: bool = option(False, "SGAN variants that augment (sgan+aug): the generated batch gets the real "
+                                "batches' random views too, in both phases, differentiably, so that the generator "
+                                "learns through them (DiffAugment, Zhao et al. 2020)")
+    pull_away_weight: float = option(0.0, "SGAN variants: weight of Bad GAN's pull-away term (Dai et al. 2017) in "
+                                     "the generator's loss, the mean squared cosine similarity between the "
+                                     "discriminator features of different generated images (it spreads them "
+                                     "apart); 0: off", within="[0, inf)")
     input_noise: float = option(0.3, "std of Gaussian noise on the classifier input in training (every method)",
                                 within="[0, inf)")
     unlabeled_weight: float = option(1.0, "weight of the real/fake terms in the discriminator loss", within="[0, inf)")
@@ -199,6 +210,12 @@ class Config:
                                                           and not REGISTRY[m].has_generator]):
             raise SganError(f"config: {pl_only[0]} learns from unlabeled images through the pseudo-label term "
                             "alone; pseudo_label_weight must be > 0")
+        if self.diff_augment and not any(REGISTRY[m].has_generator and REGISTRY[m].augments for m in self.methods):
+            raise SganError("config: diff_augment views the generated images as the real ones are viewed: it needs "
+                            "an SGAN variant that augments (sgan+aug) among the methods")
+        if self.pull_away_weight > 0 and not any(REGISTRY[m].has_generator for m in self.methods):
+            raise SganError("config: pull_away_weight is a term of the generator's loss: it needs an SGAN variant "
+                            "among the methods")
         self.check_model()
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SganError(f"config: unknown device {self.device!r}; choose from auto, cpu, cuda, cuda:N")
@@ -212,6 +229,13 @@ class Config:
         sizes = {"digits": (28,), "resnet18": PHOTO_SIZES, "resnet9": RESNET9_SIZES}.get(self.model)
         if sizes and self.image_size is not None and self.image_size not in sizes:
             raise SganError(f"config: model {self.model!r} takes image_size in {sizes}, got {self.image_size}")
+        stems = {"resnet18": ("small", "imagenet"), "resnet9": ("small", "patch")}.get(self.model)
+        if stems and self.resnet_stem not in stems:
+            raise SganError(f"config: model {self.model!r} takes resnet_stem {' or '.join(stems)}, "
+                            f"got {self.resnet_stem!r}")
+        if self.model == "resnet9" and self.image_size == 128 and self.resnet_stem != "patch":
+            raise SganError("config: resnet9 at 128 px needs resnet_stem 'patch' (the small stem would run its "
+                            "body at 64 px, 4x the cost)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -75,6 +75,16 @@ def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tens
     return (real_features.mean(dim=0) - fake_features.mean(dim=0)).pow(2).mean()
 
 
+def pull_away_term(features: torch.Tensor) -> torch.Tensor:
+    """Bad GAN's pull-away term (Dai et al. 2017, after EBGAN's): the mean over ordered pairs
+    i != j of the squared cosine similarity between the features (B, F) of generated images;
+    0 when they are orthogonal, 1 when all point one way (a collapsed generator)."""
+    unit = F.normalize(features, dim=1)
+    cos2 = (unit @ unit.t()).pow(2)  # (B, B)
+    b = len(features)
+    return (cos2.sum() - cos2.diagonal().sum()) / (b * (b - 1))
+
+
 def contrastive_loss(z: torch.Tensor, temperature: float) -> torch.Tensor:
     """NT-Xent (SimCLR): z (2B, D) holds two views of B images, image i's in rows i and B + i.
     Each row's cosine similarities / temperature to the 2B - 1 other rows are scored by

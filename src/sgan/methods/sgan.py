@@ -25,7 +25,8 @@ class SGAN:
                  opt_g: torch.optim.Optimizer, z_dim: int, fake_batch_size: int | None = None,
                  generator_loss: str = "nonsaturating", unlabeled_weight: float = 1.0, split_bn: bool = False,
                  pseudo: PseudoLabeler | None = None, pseudo_label_weight: float = 0.0, label_smoothing: float = 0.0,
-                 augment: Augment = same, wrap: Wrap = same, amp: bool = False) -> None:
+                 augment: Augment = same, diff_augment: bool = False, pull_away_weight: float = 0.0,
+                 wrap: Wrap = same, amp: bool = False) -> None:
         if pseudo_label_weight > 0 and pseudo is None:
             raise ValueError("a pseudo-label weight needs a PseudoLabeler")
         self.classifier, self.generator, self.amp = classifier, generator, amp
@@ -39,6 +40,8 @@ class SGAN:
         self.pseudo = pseudo if pseudo_label_weight > 0 else None
         self.pseudo_label_weight = pseudo_label_weight
         self.augment = augment  # training views; the pseudo-label views are the PseudoLabeler's
+        self.diff_augment = diff_augment  # the generated batch through `augment` too, in both phases
+        self.pull_away_weight = pull_away_weight
 
     @classmethod
     def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, num_classes: int, device: torch.device,
@@ -54,7 +57,8 @@ class SGAN:
                    z_dim=cfg.z_dim, fake_batch_size=cfg.fake_batch_size, generator_loss=cfg.generator_loss,
                    unlabeled_weight=cfg.unlabeled_weight, split_bn=cfg.split_bn, pseudo=pseudo,
                    pseudo_label_weight=cfg.pseudo_label_weight, label_smoothing=cfg.label_smoothing,
-                   augment=views, wrap=wrap, amp=amp)
+                   augment=views, diff_augment=cfg.diff_augment, pull_away_weight=cfg.pull_away_weight,
+                   wrap=wrap, amp=amp)
 
     def train_step(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor) -> dict[str, float]:
         # record_function labels name the step's parts for benchmarks/profile_step.py (microseconds unprofiled)
@@ -66,6 +70,10 @@ class SGAN:
         with autocast(x_ulb, self.amp):
             with record_function("generator forward"):
                 fake = self.g_net(z)  # (B, C, H, W); one generator forward serves both phases
+        if self.diff_augment:  # DiffAugment (Zhao et al. 2020): D sees generated images in the real ones'
+            with record_function("augment"):  # views, and G learns through the same differentiable view
+                fake = self.augment(fake.float())
+        with autocast(x_ulb, self.amp):
             loss_d, logged, target = self.discriminator_loss(x_lb, y_lb, x_ulb, fake.detach())
         with record_function("D backward"):
             self.opt_d.zero_grad(set_to_none=True)
@@ -77,13 +85,13 @@ class SGAN:
 
         # Phase 2: generator against the updated discriminator
         with autocast(x_ulb, self.amp):
-            loss_g = self.generator_objective(target, fake)
+            loss_g, g_logged = self.generator_objective(target, fake)
         with record_function("G backward (through D, then G)"):
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         with record_function("G optimizer"):
             self.opt_g.step()
-        return {**logged, "loss_d": loss_d.item(), "loss_g": loss_g.item()}
+        return {**logged, **g_logged, "loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
     def discriminator_loss(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: torch.Tensor,
                            fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
@@ -109,15 +117,23 @@ class SGAN:
             logged.update(pl_logged)
         return loss_d, logged, features_ulb.detach()
 
-    def generator_objective(self, target: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """The G phase runs the bare classifier: frozen weights, BatchNorm statistics untouched.
-        Feature matching pulls the generated batch's mean features towards `target`'s (B, F): the
-        unlabeled features of the D phase, one update older, as in a simultaneous-update GAN."""
+    def generator_objective(self, target: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The generator's loss and what to log. The G phase runs the bare classifier: frozen
+        weights, BatchNorm statistics untouched. Feature matching pulls the generated batch's mean
+        features towards `target`'s (B, F): the unlabeled features of the D phase, one update
+        older, as in a simultaneous-update GAN. With a pull-away weight, Bad GAN's term on the
+        generated batch's features is added: it pushes generated images apart (against collapse)."""
         d = self.classifier
         with frozen_bn_stats(d), frozen_params(d), record_function("G: generated pass through D"):
-            if self.generator_loss == "feature_matching":
-                return losses.feature_matching_loss(target, d.features(fake))
-            return losses.real_loss(d(fake))
+            logits, features = d(fake, with_features=True)  # (B, K), (B, F)
+        if self.generator_loss == "feature_matching":
+            loss = losses.feature_matching_loss(target, features)
+        else:
+            loss = losses.real_loss(logits)
+        if self.pull_away_weight == 0:
+            return loss, {}
+        pull_away = losses.pull_away_term(features.float())
+        return loss + self.pull_away_weight * pull_away, {"loss_pt": pull_away.item()}
 
     def modules(self) -> dict[str, nn.Module]:
         kept = {"pseudo_labeler": self.pseudo} if self.pseudo is not None and self.pseudo.has_state else {}

@@ -28,7 +28,7 @@ def build_classifier(cfg: Config, *, channels: int, num_classes: int) -> nn.Modu
                                   input_noise=cfg.input_noise, stem=cfg.resnet_stem)
     if cfg.model == "resnet9":
         return ResNet9Classifier(num_classes=num_classes, channels=channels, image_size=cfg.image_size,
-                                 width=cfg.width, input_noise=cfg.input_noise)
+                                 width=cfg.width, input_noise=cfg.input_noise, stem=cfg.resnet_stem)
     return DigitClassifier(num_classes=num_classes, channels=channels, input_noise=cfg.input_noise, width=cfg.width)
 
 

@@ -90,20 +90,32 @@ class Residual(nn.Module):
 
 class ResNet9Classifier(Classifier):
     """The ResNet-9 of "How to train your ResNet" (Page 2018), CIFAR-10 in minutes, at a chosen
-    width: a 3x3 stem at full resolution, then three stages (conv, 2x max-pool; residual blocks
-    after the first and the last), global average pooling, a linear head. Widths w, 2w, 4w, 8w
-    (w = 64 is the original, about 0.45 GMAC per 32 px image; w = 16 about 28 MMAC, the cost
-    of the imagenet-stem ResNet18 at 32 px). No early stride: a 32 px photo reaches the last
-    stage at 4x4 (the imagenet-stem ResNet18 at 1x1); images from 64 px up are first halved by a
-    max-pool after the stem, so the stages see 32 px."""
+    width: a stem, then three stages (conv, 2x max-pool; residual blocks after the first and the
+    last), global average pooling, a linear head. Widths w, 2w, 4w, 8w (w = 64 is the original,
+    about 0.45 GMAC per 32 px image; w = 16 about 28 MMAC, the cost of the imagenet-stem ResNet18
+    at 32 px). No early stride at 32 px: the last stage sees 4x4 (the imagenet-stem ResNet18
+    1x1). Larger images reach the stages at 32 px by their stem: "small", a 3x3 convolution at
+    full resolution and a 2x max-pool (64 px only); "patch", a k x k stride-k convolution with
+    k = image_size / 32 (ViT's patch embedding), so that a 128 px photo costs the body what a
+    32 px one does and the stem about 2% more."""
 
     def __init__(self, *, num_classes: int = 2, channels: int = 3, image_size: int = 32, width: int = 32,
-                 input_noise: float = 0.0) -> None:
+                 input_noise: float = 0.0, stem: str = "small") -> None:
         super().__init__()
         w = width
         self.noise = GaussianNoise(input_noise)
+        k = image_size // 32
+        if image_size == 32:
+            first: list[nn.Module] = [conv_bn(channels, w)]
+        elif stem == "patch" and image_size in (64, 128):
+            first = [nn.Sequential(nn.Conv2d(channels, w, k, stride=k, bias=False), nn.BatchNorm2d(w), nn.ReLU(True))]
+        elif stem == "small" and image_size == 64:
+            first = [conv_bn(channels, w), nn.MaxPool2d(2)]
+        else:
+            raise ValueError(f"resnet9 takes image sizes 32 and 64 with the small stem, and 32, 64, 128 with the "
+                             f"patch stem, got {image_size} with {stem!r}")
         self.body = nn.Sequential(
-            conv_bn(channels, w), *([nn.MaxPool2d(2)] if image_size >= 64 else []),
+            *first,
             conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),
             conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
             conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),

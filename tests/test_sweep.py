@@ -7,6 +7,7 @@ import pytest
 
 from conftest import benchmark, digits28, write_kaggle_csv
 from sgan import SganError
+from sgan.config import resolve
 from sgan.sweep import Sweep, run_sweep
 
 
@@ -129,6 +130,19 @@ def test_cell_folders_of_two_sources_with_one_file_name_differ(tmp_path):
     clash = Sweep(base={"methods": ["sgan"]}, sources=["a/train.csv", "a-train.csv"], out=str(tmp_path / "sw2"))
     with pytest.raises(SganError, match="would share the cell folders"):
         clash.check()
+
+
+def test_the_pool_source_keeps_the_unlabeled_source_a_preset_names(tmp_path):
+    """Pets-25k's preset names its unlabeled folder (beside the pool's rest): the sweep's pool
+    cells keep it, where a named source replaces it."""
+    sweep = Sweep(base={"preset": "pets-25k-64", "methods": ["supervised", "sgan"]}, budgets=[100], seeds=[0],
+                  sources=["pool", "other/folder"], out=str(tmp_path / "sw"))
+    pool_cell, other_cell = (resolve(c) for c in sweep.cells())
+    assert Path(pool_cell.unlabeled).name == "pets64-extra" and pool_cell.unlabeled_plus_pool
+    assert pool_cell.methods == ["supervised", "sgan"] and other_cell.methods == ["sgan"]
+    assert other_cell.unlabeled == "other/folder"
+    plain = Sweep(base={"methods": ["sgan"]}, budgets=[100], seeds=[0], out=str(tmp_path / "sw2"))
+    assert resolve(plain.cells()[0]).unlabeled is None
 
 
 @pytest.mark.parametrize("sweep, message", [

@@ -33,7 +33,8 @@ class Sweep:
     base: dict[str, Any]  # config values shared by every cell (preset, iterations, methods, ...)
     budgets: list[int] = option([100, 1000, 4000], "label budgets", within="[1, inf)")
     seeds: list[int] = option([0, 1, 2], "seeds", within="[0, inf)")
-    sources: list[str] = option([POOL], "unlabeled sources: pool, an --eval name or a file")
+    sources: list[str] = option([POOL], "unlabeled sources: pool (the config's own: the rest of the pool, or what "
+                                "the config or its preset names, as Pets-25k's), an --eval name or a file")
     workers: int = option(1, "cells trained at once, in worker processes", within="[1, 64]")
     out: str = option("sweeps/latest", "sweep folder")
     # e.g. {"holdout": {"pseudo_label_weight": 3}}
@@ -113,11 +114,12 @@ class Sweep:
                 continue
             for n in self.budgets:
                 group = cell_group(n, source)
+                # the pool source leaves the config's own unlabeled source (a preset's, or none: the pool's rest)
+                named = {} if source == POOL else {"unlabeled": source}
                 for seed in self.seeds:
                     cells.append({**self.base, **budget_values.get(str(n), {}), **self.per_source.get(source, {}),
                                   **self.per_cell.get(group, {}), "methods": cell_methods, "n_labeled": n, "seed": seed,
-                                  "unlabeled": None if source == POOL else source, "progress": False,
-                                  "out": str(folder.cell(f"{group}_seed{seed}"))})
+                                  **named, "progress": False, "out": str(folder.cell(f"{group}_seed{seed}"))})
         return cells
 
 

@@ -59,6 +59,40 @@ def test_outliers_and_near_duplicates_are_not_picked():
     assert (similarity[~np.eye(len(picks), dtype=bool)] < 0.98).all()
 
 
+def test_nearly_parallel_features_still_fill_the_budget():
+    """A GAN discriminator's features share a large common part (every pair's cosine above the
+    near-duplicate limit before centring): the picks are told apart after centring, and the
+    budget is filled."""
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(5), 60)
+    features = rng.normal(size=(5, 8))[labels] * 2 + rng.normal(size=(300, 8))  # five overlapping classes
+    parallel = 200.0 + features * 0.05  # cosine > 0.999 between any two rows
+    unit = parallel / np.linalg.norm(parallel, axis=1, keepdims=True)
+    assert (unit @ unit.T).min() > 0.98
+    picks = pick_representatives(parallel, 40, seed=0)
+    assert len(picks) == 40 and len(set(picks.tolist())) == 40
+    assert sorted(set(labels[picks].tolist())) == list(range(5))
+
+
+def test_clusters_of_copies_are_filled_farthest_first_and_a_short_pool_says_so(tmp_path, monkeypatch, capsys):
+    """Where a cluster's members all copy earlier picks, the budget is filled farthest-first; a
+    pool with fewer distinct images than the budget gives what it has, and suggest-labels says so."""
+    cloud = np.random.default_rng(3).normal(size=(300, 8))
+    picks = pick_representatives(cloud, 150, seed=0)  # half the rows: clusters of two, many beside a pick
+    assert len(picks) == 150 and len(set(picks.tolist())) == 150
+    distinct = np.random.default_rng(4).normal(size=(3, 8))
+    copies = np.repeat(distinct, 20, axis=0)  # three images, twenty copies each
+    picks = pick_representatives(copies, 6, seed=0)
+    assert len(picks) == 3 and sorted(picks // 20) == [0, 1, 2]
+    from sgan import suggest
+
+    monkeypatch.setattr(suggest, "pick_representatives", lambda f, budget, seed, by: np.arange(3))
+    cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False, "threads": 1})
+    summary = suggest_labels(cfg, budget=6, out=tmp_path, pretext_iterations=1)
+    assert summary["picked"] == 3 and len(read_rows(tmp_path / "picks.csv")) == 3
+    assert "only 3 of the 6 images asked for are not near-duplicates" in capsys.readouterr().err
+
+
 def test_typicality_by_hand():
     points = np.array([[0.0], [1.0], [3.0]])
     # k = 1: nearest distances 1, 1, 2; k = 2: mean distances (1 + 3) / 2, (1 + 2) / 2, (3 + 2) / 2

@@ -14,6 +14,7 @@ import dataclasses
 import io
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,10 @@ from .run import SuggestFolder
 STRATEGIES = ("representative", "typical", "random")
 FEATURES = ("contrastive", "gan")  # what the clusters are made of: the contrastive pretext's, a GAN discriminator's
 TYPICALITY_NEIGHBOURS = 20  # TypiClust's k
-DUPLICATE_COSINE = 0.98  # picks closer than this in feature space count as the same image
+# picks closer than this share of the features' spread (their RMS distance to their mean) count as the same
+# image: about cosine 0.98 for unit features around the origin, and scale-free, so that features sharing a
+# large common part (a GAN discriminator's: cosine > 0.98 between nearly any two) are told apart too
+DUPLICATE_DISTANCE = 0.2
 OUTLIER_SHARE = 0.1  # a cluster under this share of the mean cluster size holds outliers
 PRETEXT_BATCH = 256  # images per contrastive step, each seen in two views
 TEMPERATURE = 0.2
@@ -130,14 +134,19 @@ def typicality(points: np.ndarray, k: int) -> np.ndarray:
 
 
 def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: str = "centre") -> np.ndarray:
-    """Positions of `budget` rows: per k-means cluster one row that is not a near-duplicate of
-    an earlier pick, the nearest its centre (`by` "centre") or the most typical (`by`
-    "typicality": the densest, TypiClust, Hacohen et al. 2022); clusters too small to be more
-    than outliers give their place to a refit with more clusters, whose largest `budget`
-    clusters are used."""
+    """Positions of up to `budget` rows: per k-means cluster one row that is not a near-duplicate
+    of an earlier pick, the nearest its centre (`by` "centre") or the most typical (`by`
+    "typicality": the densest, TypiClust, Hacohen et al. 2022), else the cluster's next member;
+    clusters too small to be more than outliers give their place to a refit with more clusters,
+    whose largest `budget` clusters are used. Where a cluster's members are all near-duplicates
+    of earlier picks, the budget is filled farthest-first: the row farthest from every pick, while
+    it is no near-duplicate of one. Fewer than `budget` only when no such row is left.
+    Near-duplicates are told apart in the centred (PCA) space: closer than DUPLICATE_DISTANCE of
+    the features' spread."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
     dims = min(50, unit.shape[1], len(unit))
-    reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims)
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims), centred
+    limit = DUPLICATE_DISTANCE * np.sqrt((reduced ** 2).sum(axis=1).mean())
     k = budget
     for _ in range(2):  # fit; refit once with as many extra clusters as there were outlier clusters
         km = KMeans(n_clusters=min(k, len(reduced)), n_init=3, random_state=seed).fit(reduced)
@@ -148,16 +157,23 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
         k = budget + small
     clusters = sorted(np.argsort(-sizes, kind="stable")[:budget])  # the largest, in cluster order
     picks: list[int] = []
+    gap = np.full(len(reduced), np.inf)  # (N,) each row's distance to its nearest pick
+
+    def take(i: int) -> None:
+        picks.append(int(i))
+        np.minimum(gap, np.linalg.norm(reduced - reduced[i], axis=1), out=gap)
+
     for c in clusters:
         members = np.flatnonzero(km.labels_ == c)
         if by == "typicality" and len(members) > 1:
             score = -typicality(reduced[members], min(TYPICALITY_NEIGHBOURS, len(members) - 1))
         else:
             score = np.linalg.norm(reduced[members] - km.cluster_centers_[c], axis=1)
-        for i in members[np.argsort(score, kind="stable")]:
-            if not picks or (unit[picks] @ unit[i]).max() < DUPLICATE_COSINE:
-                picks.append(int(i))
-                break
+        fresh = gap[members] >= limit
+        if fresh.any():
+            take(members[fresh][np.argmin(score[fresh])])
+    while len(picks) < budget and gap.max() >= limit:  # farthest-first among the rows that duplicate no pick
+        take(int(np.argmax(gap)))
     return np.array(sorted(picks), dtype=np.int64)
 
 
@@ -210,6 +226,9 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
                        progress=cfg.progress)
         chosen = pick_representatives(learnt.numpy(), budget, cfg.seed,
                                       by="typicality" if strategy == "typical" else "centre")
+    if len(chosen) < budget:
+        print(f"sgan: suggest-labels: only {len(chosen)} of the {budget} images asked for are not near-duplicates "
+              f"of one another; picks.csv holds {len(chosen)}", file=sys.stderr)
     picks = candidates[chosen]
     folder.path.mkdir(parents=True, exist_ok=True)
     rows = [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in picks]

@@ -41,6 +41,7 @@ def test_preset_fills_protocol_and_yields_to_overrides():
     ({"diff_augment": True, "methods": ["supervised", "sgan"]}, "diff_augment .* needs an SGAN variant that augments"),
     ({"pull_away_weight": 0.1, "methods": ["supervised", "fixmatch"]}, "pull_away_weight .* needs an SGAN variant"),
     ({"pull_away_weight": -1.0}, "pull_away_weight must be >= 0"),
+    ({"pull_away_weight": 0.1, "fake_batch_size": 1}, "needs 2 or more generated images"),
 ])
 def test_bad_config_values(values, message):
     with pytest.raises(SganError, match=message):

@@ -252,7 +252,7 @@ def test_diff_augment_views_generated_images_as_real_ones_and_the_generator_lear
     method = build_method("sgan+aug", cfg, channels=3, num_classes=2, device=torch.device("cpu"),
                           augment=lambda x: seen.append(x) or x.flip(3) * 0.5)
     inputs = []
-    method.classifier.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    method.classifier.noise.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))  # every pass's input
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     out = method.train_step(x, torch.randint(0, 2, (8,)), x.flip(0))
     assert len(seen) == 3 and seen[2].requires_grad and not seen[0].requires_grad  # unlabeled, labeled, generated

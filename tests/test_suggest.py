@@ -80,6 +80,12 @@ def test_clusters_of_copies_are_filled_farthest_first_and_a_short_pool_says_so(t
     cloud = np.random.default_rng(3).normal(size=(300, 8))
     picks = pick_representatives(cloud, 150, seed=0)  # half the rows: clusters of two, many beside a pick
     assert len(picks) == 150 and len(set(picks.tolist())) == 150
+    rng = np.random.default_rng(5)
+    groups = np.repeat(rng.normal(size=(10, 8)) * 3, 30, axis=0) + rng.normal(size=(300, 8)) * 0.05  # 10 images x 30
+    far = rng.normal(size=(2, 8)) * 100  # two lone outliers: the budget stays short rather than take them
+    picks = pick_representatives(np.concatenate([groups, far]), 12, seed=0)
+    assert picks.max() < len(groups) and sorted(picks // 30) == list(range(10))
+    assert len(pick_representatives(np.ones((40, 8)), 5, seed=0)) == 1  # all alike: one image, never repeated
     distinct = np.random.default_rng(4).normal(size=(3, 8))
     copies = np.repeat(distinct, 20, axis=0)  # three images, twenty copies each
     picks = pick_representatives(copies, 6, seed=0)

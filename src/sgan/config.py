@@ -106,7 +106,7 @@ class Config:
                               "(3x3 stride-1 stem) or imagenet (torchvision's, ~4x cheaper at 64 px); resnet9: small "
                               "(3x3 at full resolution, halved by a max-pool at 64 px) or patch (a k x k stride-k "
                               "patch embedding down to the body's 32 px, k = size / 32: 128 px at about the cost of "
-                              "32 px)", choices=("small", "imagenet", "patch"))
+                              "32 px; at 32 px both are the 3x3 stem)", choices=("small", "imagenet", "patch"))
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
                          choices=("final", "best_val"))
     methods: list[str] = option(["supervised", "fixmatch", "sgan"], "methods side by side: the supervised twin, what "
@@ -216,6 +216,9 @@ class Config:
         if self.pull_away_weight > 0 and not any(REGISTRY[m].has_generator for m in self.methods):
             raise SganError("config: pull_away_weight is a term of the generator's loss: it needs an SGAN variant "
                             "among the methods")
+        if self.pull_away_weight > 0 and (self.fake_batch_size or self.batch_size) < 2:
+            raise SganError("config: pull_away_weight compares generated images pairwise: it needs 2 or more "
+                            "generated images per step (fake_batch_size, else batch_size)")
         self.check_model()
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise SganError(f"config: unknown device {self.device!r}; choose from auto, cpu, cuda, cuda:N")

@@ -139,14 +139,14 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
     "typicality": the densest, TypiClust, Hacohen et al. 2022), else the cluster's next member;
     clusters too small to be more than outliers give their place to a refit with more clusters,
     whose largest `budget` clusters are used. Where a cluster's members are all near-duplicates
-    of earlier picks, the budget is filled farthest-first: the row farthest from every pick, while
-    it is no near-duplicate of one. Fewer than `budget` only when no such row is left.
+    of earlier picks, the budget is filled farthest-first: the row of the used clusters farthest
+    from every pick, while it is no near-duplicate of one (never an outlier cluster's row). Fewer than `budget` only when no such row is left.
     Near-duplicates are told apart in the centred (PCA) space: closer than DUPLICATE_DISTANCE of
     the features' spread."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
     dims = min(50, unit.shape[1], len(unit))
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims), centred
-    limit = DUPLICATE_DISTANCE * np.sqrt((reduced ** 2).sum(axis=1).mean())
+    limit = max(DUPLICATE_DISTANCE * np.sqrt((reduced ** 2).sum(axis=1).mean()), 1e-9)  # identical rows: duplicates
     k = budget
     for _ in range(2):  # fit; refit once with as many extra clusters as there were outlier clusters
         km = KMeans(n_clusters=min(k, len(reduced)), n_init=3, random_state=seed).fit(reduced)
@@ -172,8 +172,10 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
         fresh = gap[members] >= limit
         if fresh.any():
             take(members[fresh][np.argmin(score[fresh])])
-    while len(picks) < budget and gap.max() >= limit:  # farthest-first among the rows that duplicate no pick
-        take(int(np.argmax(gap)))
+    reach = np.where(np.isin(km.labels_, clusters), gap, -np.inf)  # (N,) never the outlier clusters' rows
+    while len(picks) < budget and reach.max() >= limit:  # farthest-first among the rows that duplicate no pick
+        take(int(np.argmax(reach)))
+        np.minimum(reach, gap, out=reach)
     return np.array(sorted(picks), dtype=np.int64)
 
 

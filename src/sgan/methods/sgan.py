@@ -125,14 +125,18 @@ class SGAN:
         generated batch's features is added: it pushes generated images apart (against collapse)."""
         d = self.classifier
         with frozen_bn_stats(d), frozen_params(d), record_function("G: generated pass through D"):
-            logits, features = d(fake, with_features=True)  # (B, K), (B, F)
-        if self.generator_loss == "feature_matching":
-            loss = losses.feature_matching_loss(target, features)
-        else:
-            loss = losses.real_loss(logits)
+            if self.generator_loss == "feature_matching":  # the features alone: the head's dropout draws nothing
+                features = d.features(fake)  # (B, F)
+                loss = losses.feature_matching_loss(target, features)
+            elif self.pull_away_weight > 0:
+                logits, features = d(fake, with_features=True)  # (B, K), (B, F)
+                loss = losses.real_loss(logits)
+            else:
+                loss = losses.real_loss(d(fake))
         if self.pull_away_weight == 0:
             return loss, {}
-        pull_away = losses.pull_away_term(features.float())
+        with torch.autocast(fake.device.type, enabled=False):  # cosines in float32, not bf16
+            pull_away = losses.pull_away_term(features.float())
         return loss + self.pull_away_weight * pull_away, {"loss_pt": pull_away.item()}
 
     def modules(self) -> dict[str, nn.Module]:

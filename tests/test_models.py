@@ -198,7 +198,7 @@ def test_dropout_zeroes_a_fraction_p_and_keeps_the_mean():
 
 
 @pytest.mark.parametrize("size,stem,last_side", [(32, "small", 4), (64, "small", 4), (64, "patch", 4),
-                                                 (128, "patch", 4)])
+                                                 (128, "patch", 4), (64, "strided", 4), (128, "strided", 4)])
 def test_resnet9_shapes_resolution_and_every_parameter_gets_a_gradient(size, stem, last_side):
     from sgan.models import ResNet9Classifier
 
@@ -234,6 +234,11 @@ def test_resnet9_patch_stem_brings_large_images_to_32_px():
         d = ResNet9Classifier(image_size=size, width=8, stem="patch")
         conv = d.body[0][0]
         assert (conv.kernel_size, conv.stride) == ((k, k), (k, k))
+        assert d.body[0](torch.randn(2, 3, size, size)).shape == (2, 8, 32, 32)
+    for size, halvings in ((64, 1), (128, 2)):  # the strided stem: 3x3 stride-2 convolutions down to 32 px
+        d = ResNet9Classifier(image_size=size, width=8, stem="strided")
+        convs = [m for m in d.body[0] if isinstance(m, torch.nn.Conv2d)]
+        assert [(c.kernel_size, c.stride) for c in convs] == [((3, 3), (2, 2))] * halvings
         assert d.body[0](torch.randn(2, 3, size, size)).shape == (2, 8, 32, 32)
     with pytest.raises(ValueError, match="patch"):
         ResNet9Classifier(image_size=128, stem="small")

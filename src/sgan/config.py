@@ -104,9 +104,10 @@ class Config:
                         within="[4, 256]")
     resnet_stem: str = option("small", "how the photo network meets large images: resnet18 under 128 px: small "
                               "(3x3 stride-1 stem) or imagenet (torchvision's, ~4x cheaper at 64 px); resnet9: small "
-                              "(3x3 at full resolution, halved by a max-pool at 64 px) or patch (a k x k stride-k "
+                              "(3x3 at full resolution, halved by a max-pool at 64 px), patch (a k x k stride-k "
                               "patch embedding down to the body's 32 px, k = size / 32: 128 px at about the cost of "
-                              "32 px; at 32 px both are the 3x3 stem)", choices=("small", "imagenet", "patch"))
+                              "32 px) or strided (log2 k 3x3 stride-2 convolutions down to 32 px); at 32 px all are "
+                              "the 3x3 stem", choices=("small", "imagenet", "patch", "strided"))
     select: str = option("final", "final, or best_val: keep the weights with the best validation accuracy",
                          choices=("final", "best_val"))
     methods: list[str] = option(["supervised", "fixmatch", "sgan"], "methods side by side: the supervised twin, what "
@@ -232,13 +233,13 @@ class Config:
         sizes = {"digits": (28,), "resnet18": PHOTO_SIZES, "resnet9": RESNET9_SIZES}.get(self.model)
         if sizes and self.image_size is not None and self.image_size not in sizes:
             raise SganError(f"config: model {self.model!r} takes image_size in {sizes}, got {self.image_size}")
-        stems = {"resnet18": ("small", "imagenet"), "resnet9": ("small", "patch")}.get(self.model)
+        stems = {"resnet18": ("small", "imagenet"), "resnet9": ("small", "patch", "strided")}.get(self.model)
         if stems and self.resnet_stem not in stems:
-            raise SganError(f"config: model {self.model!r} takes resnet_stem {' or '.join(stems)}, "
+            raise SganError(f"config: model {self.model!r} takes resnet_stem {', '.join(stems)}, "
                             f"got {self.resnet_stem!r}")
-        if self.model == "resnet9" and self.image_size == 128 and self.resnet_stem != "patch":
-            raise SganError("config: resnet9 at 128 px needs resnet_stem 'patch' (the small stem would run its "
-                            "body at 64 px, 4x the cost)")
+        if self.model == "resnet9" and self.image_size == 128 and self.resnet_stem == "small":
+            raise SganError("config: resnet9 at 128 px needs resnet_stem 'patch' or 'strided' (the small stem would "
+                            "run its body at 64 px, 4x the cost)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

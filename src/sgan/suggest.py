@@ -140,7 +140,8 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
     clusters too small to be more than outliers give their place to a refit with more clusters,
     whose largest `budget` clusters are used. Where a cluster's members are all near-duplicates
     of earlier picks, the budget is filled farthest-first: the row of the used clusters farthest
-    from every pick, while it is no near-duplicate of one (never an outlier cluster's row). Fewer than `budget` only when no such row is left.
+    from every pick, while it is no near-duplicate of one (never an outlier cluster's row).
+    Fewer than `budget` only when no such row is left.
     Near-duplicates are told apart in the centred (PCA) space: closer than DUPLICATE_DISTANCE of
     the features' spread."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
@@ -172,10 +173,9 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
         fresh = gap[members] >= limit
         if fresh.any():
             take(members[fresh][np.argmin(score[fresh])])
-    reach = np.where(np.isin(km.labels_, clusters), gap, -np.inf)  # (N,) never the outlier clusters' rows
-    while len(picks) < budget and reach.max() >= limit:  # farthest-first among the rows that duplicate no pick
-        take(int(np.argmax(reach)))
-        np.minimum(reach, gap, out=reach)
+    gap[~np.isin(km.labels_, clusters)] = -np.inf  # the outlier clusters' rows are never a farthest-first pick
+    while len(picks) < budget and gap.max() >= limit:  # farthest-first among the rows that duplicate no pick
+        take(int(np.argmax(gap)))
     return np.array(sorted(picks), dtype=np.int64)
 
 

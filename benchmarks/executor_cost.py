@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sgan import machine
+import machine  # benchmarks/machine.py, beside this script
 
 CONFIG = ('data = "sklearn-digits"\nmethods = ["supervised"]\niterations = 1\nbatch_size = 8\neval_every = 1\n'
           'progress = false\n\n[sweep]\nbudgets = [20]\nseeds = {seeds}\nworkers = 2\ncpus_per_cell = 1\n')

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PETS = ROOT.parent / "shared" / "data" / "pets64"
 # wall-clock figures, the log offset that follows from them, and Python's and numpy's global
 # generators, which nothing seeds (a checkpoint carries them so that a resumed process continues them)
-VARYING = {"train_seconds", "log_bytes", "rng_host"}
+VARYING = {"train_seconds", "seconds", "log_bytes", "rng_host"}
 
 
 def sgan(*args: str, torchrun: bool = False) -> None:
@@ -138,7 +138,9 @@ def fingerprint(out: Path) -> dict[str, Any]:
             prints[rel] = entry
         elif path.name in ("metrics.json", "summary.json", "config.json"):
             prints[rel] = drop_varying(json.loads(text(path)))
-        elif path.suffix in (".jsonl", ".csv", ".md") or path.name == "split.json":
+        elif path.suffix == ".jsonl":  # each line's values, its timing aside
+            prints[rel] = sha(json.dumps([drop_varying(json.loads(line)) for line in text(path).splitlines()]).encode())
+        elif path.suffix in (".csv", ".md") or path.name == "split.json":
             prints[rel] = sha(text(path).encode())
         elif "samples" in path.parts:
             prints[rel] = sha(path.read_bytes())
@@ -151,7 +153,9 @@ def compare(a: Path, b: Path) -> int:
     tensors = sum(len(v) for v in fa.values() if isinstance(v, dict))
     print(f"{len(fa)} files, {tensors} entries in safetensors/JSON files compared")
     for k in differ:
-        print(f"DIFFERS: {k}")
+        x, y = fa.get(k), fb.get(k)
+        keys = sorted(i for i in {*x, *y} if x.get(i) != y.get(i)) if isinstance(x, dict) and isinstance(y, dict) else []
+        print(f"DIFFERS: {k}" + (f" ({', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''})" if keys else ""))
     print("identical (timings and unseeded host generators aside)" if not differ else f"{len(differ)} files differ")
     return 1 if differ else 0
 

@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from sgan import machine
+import machine  # benchmarks/machine.py, beside this script
 from sgan.config import resolve
+from sgan.data.readers import Source
 from sgan.methods import build_method
+from sgan.plan import make_plan
 from sgan.methods.base import bf16_is_fast
 
 PARTS = ("augment", "generator forward", "D: labeled + unlabeled pass", "D: generated pass", "strong view",
@@ -65,7 +67,7 @@ def profile_parts(method, x_lb, y_lb, x_ulb, steps: int) -> tuple[dict[str, floa
 def measure(cfg, *, method_name: str, channels: int, device: torch.device, warmup: int, steps: int,
             parts: bool) -> dict:
     torch.manual_seed(0)
-    method = build_method(method_name, cfg, channels=channels, num_classes=cfg.num_classes, device=device)
+    method = build_method(method_name, cfg, device=device)
     x_lb, y_lb, x_ulb = batches(cfg, channels, device)
     step_seconds(method, x_lb, y_lb, x_ulb, warmup)
     out = {"method": method_name, "median_step_s": statistics.median(step_seconds(method, x_lb, y_lb, x_ulb, steps))}
@@ -112,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     for amp in {"off": [False], "on": [True], "both": [False, True]}[args.amp]:
         cfg = resolve(file_values, {**overrides, "amp": amp, "progress": False})
         channels = args.channels or cfg.channels or 3
-        cfg = cfg.fit_to_data(channels=channels, side=None)[0]  # model "auto": the network for these channels
+        # model "auto": the network for these channels; no data is read (the batches are random)
+        cfg = make_plan(cfg, Source("random batches", channels, None, cfg.num_classes or 10)).config
         sgan = measure(cfg, method_name=args.method, channels=channels, device=device, warmup=args.warmup,
                        steps=args.steps, parts=True)
         base = measure(cfg, method_name=args.baseline, channels=channels, device=device, warmup=args.warmup,

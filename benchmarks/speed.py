@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from sgan import machine
+import machine  # benchmarks/machine.py, beside this script
 from sgan.config import Config
 from sgan.methods import build_method
 
@@ -31,7 +31,7 @@ def time_sgan(cfg: Config, device: torch.device, *, channels: int, iterations: i
               repeats: int) -> list[float]:
     """Iterations/s of SGAN.train_step on in-memory tensors, one value per repeat."""
     torch.manual_seed(0)
-    method = build_method("sgan", cfg, channels=channels, num_classes=10, device=device)
+    method = build_method("sgan", cfg, device=device)
     shape = (cfg.batch_size, channels, cfg.image_size, cfg.image_size)
     x_lb = torch.rand(shape, device=device) * 2 - 1
     y_lb = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     amps = {None: [False], "on": [True], "both": [False, True]}[args.amp]
     cells = [("sgan (PyTorch) 28 px", Config(model="digits", image_size=28, batch_size=b, amp=amp,
-                                             compile=args.compile), 1, args.iterations, args.warmup)
+                                             compile=args.compile, channels=1, num_classes=10), 1, args.iterations, args.warmup)
              for b in args.batch for amp in amps]
     if args.photos:
         cells += [(f"sgan ResNet18 {size} px", Config(batch_size=args.photo_batch, model="resnet18", image_size=size,
-                                                      amp=amp, compile=args.compile), 3, args.photo_iterations,
+                                                      amp=amp, compile=args.compile, channels=3, num_classes=10), 3, args.photo_iterations,
                    args.photo_warmup) for size in args.photo_sizes for amp in amps]
     rows = [summary(name + (" compiled" if args.compile else ""), cfg.batch_size,
                     time_sgan(cfg, device, channels=channels, iterations=iterations, warmup=warmup,

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import statistics
 from pathlib import Path
 
 import numpy as np
 
-from sgan.config import resolve, run_config_file
+from sgan.config import Suggestion, resolve, run_config_file
 from sgan.data.prepare import candidate_pool
+from sgan.plan import make_plan
 from sgan.run import RunFolder, SuggestFolder
-from sgan.suggest import FEATURES, STRATEGIES, suggest_labels
+from sgan.suggest import suggest_labels
 from sgan.trainer import train
 
 ARMS = ("suggested", "random", "balanced")
@@ -42,7 +44,8 @@ def filled_picks(cfg, folder: Path, strategy: str, features: str, budget: int,
         if not picks.is_file():
             suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, features=features,
                            pretext_iterations=pretext_iterations)
-        _, pool, _ = candidate_pool(cfg)
+        plan = make_plan(cfg)
+        pool, _ = candidate_pool(plan.config, plan.pool)
         with open(picks, newline="") as f:
             rows = list(csv.DictReader(f))
         with open(filled, "w", newline="") as f:
@@ -61,9 +64,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--pretext-iterations", type=int, default=1500)
-    ap.add_argument("--strategy", choices=[s for s in STRATEGIES if s != "random"], default="representative",
+    choices = {f.name: f.metadata["choices"] for f in dataclasses.fields(Suggestion)}
+    ap.add_argument("--strategy", choices=[s for s in choices["strategy"] if s != "random"], default="representative",
                     help="how the suggested arm picks (the random arm always picks at random)")
-    ap.add_argument("--features", choices=FEATURES, default="contrastive", help="what the suggested arm clusters")
+    ap.add_argument("--features", choices=choices["features"], default="contrastive", help="what the suggested arm clusters")
     ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     ap.add_argument("--out", default="benchmarks/results/suggest-kannada")
     args = ap.parse_args(argv)

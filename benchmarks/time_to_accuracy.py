@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sgan import machine
+import machine  # benchmarks/machine.py, beside this script
 from sgan.config import run_config_file
 from sgan.presets import shared_data_root
 from sgan.trainer import train

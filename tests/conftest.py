@@ -8,17 +8,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgan.data.readers import read_sklearn_digits
+from sgan.config import Config
+from sgan.data import Prepared, prepare
+from sgan.data.readers import Source, read_sklearn_digits
+from sgan.plan import make_plan
 from sgan.data.transforms import resize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def benchmark(name: str):
-    """benchmarks/<name>.py as a module, for its main() at a toy size."""
+    """benchmarks/<name>.py as a module, for its main() at a toy size (its folder on the path, as
+    when it runs as a script: the benchmarks share machine.py)."""
     import importlib.util
+    import sys
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    path = folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -59,6 +67,37 @@ def test_csv(tmp_path_factory) -> Path:
     return write_kaggle_csv(tmp_path_factory.mktemp("data") / "test.csv", images[:, 0], ids, "id")
 
 
+HOLDOUT_IMAGES = 300  # the finished run's holdout: the first digits, inverted (a real shift)
+FINISHED = dict(n_labeled=20, iterations=12, batch_size=8, eval_every=6, log_every=3, progress=False)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, digits_csv) -> Path:
+    """One finished run that the API, CLI, report and export tests all read (none may change it):
+    every method on the digits as a Kaggle CSV, an inverted holdout, 12 steps."""
+    from sgan import train
+    from sgan.registry import REGISTRY
+
+    root = tmp_path_factory.mktemp("finished")
+    images, labels = digits28()
+    holdout = write_kaggle_csv(root / "holdout.csv", 255 - images[:HOLDOUT_IMAGES, 0], labels[:HOLDOUT_IMAGES])
+    train(data=str(digits_csv), eval={"holdout": str(holdout)}, methods=list(REGISTRY), out=str(root / "run"),
+          **FINISHED)
+    return root / "run"
+
+
 def needs_shared():
     return pytest.mark.skipif(not (SHARED / "kannada-mnist").is_dir(),
                               reason=f"shared data not found at {SHARED}")
+
+
+def planned(cfg: Config | None = None, *, channels: int = 1, num_classes: int = 10, side: int | None = None) -> Config:
+    """A config as a plan makes it for images of these channels and classes, no data read: its
+    model and size chosen (model auto: the digit pair for 1 channel, the photo network for 3)."""
+    return make_plan(cfg or Config(), Source("test images", channels, side, num_classes)).config
+
+
+def prepared(cfg: Config) -> Prepared:
+    """prepare() as a run calls it: on the plan of `cfg`."""
+    plan = make_plan(cfg)
+    return prepare(plan.config, plan.pool)

@@ -14,14 +14,10 @@ from sgan.registry import REGISTRY
 
 from conftest import digits28
 
-TINY = dict(iterations=30, batch_size=16, eval_every=30, log_every=10, progress=False, n_labeled=50)
 
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, digits_csv) -> Path:
-    out = tmp_path_factory.mktemp("api") / "run"
-    sgan.train(data=str(digits_csv), methods=list(REGISTRY), out=str(out), **TINY)
-    return out
+@pytest.fixture
+def run(finished_run) -> Path:
+    return finished_run
 
 
 def test_predict_takes_arrays_in_every_layout_paths_and_folders(run, digits_csv, tmp_path):

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from sgan import SganError
@@ -46,52 +45,6 @@ def test_preset_fills_protocol_and_yields_to_overrides():
 def test_bad_config_values(values, message):
     with pytest.raises(SganError, match=message):
         resolve(overrides=values)
-
-
-@pytest.mark.parametrize("chosen, channels, side, model, size", [
-    ({}, 1, 8, "digits", 28),  # sklearn's 8 px digits are served at 28
-    ({}, 1, 28, "digits", 28),
-    ({}, 3, 28, "resnet9", 32),  # colour
-    ({}, 1, 64, "resnet9", 32),  # larger than a digit
-    ({}, 3, None, "resnet9", 32),  # an image folder
-    ({"image_size": 64}, 3, None, "resnet9", 64),
-    ({"model": "resnet18"}, 3, 64, "resnet18", 32),
-    ({"model": "digits"}, 3, 64, "digits", 28),  # a model the user chose is kept
-])
-def test_the_default_model_and_size_follow_the_data(chosen, channels, side, model, size):
-    fitted, said = Config(**chosen).fit_to_data(channels=channels, side=side)
-    assert (fitted.model, fitted.image_size) == (model, size)
-    if model == "digits":  # digits keep theirs without a word
-        assert said is None
-    else:
-        assert said.startswith(f"sgan: {channels}-channel ") and f"model {model}" in said and f"at {size} px" in said
-
-
-def test_flip_tta_on_data_that_gets_the_digits_model_is_refused():
-    with pytest.raises(SganError, match="tta_flip mirrors images"):
-        Config(tta_flip=True).fit_to_data(channels=1, side=28)
-    assert Config(tta_flip=True).fit_to_data(channels=3, side=64)[0].model == "resnet9"
-
-
-def test_a_model_and_size_both_given_are_kept_without_a_word():
-    cfg = Config(model="resnet18", image_size=64)
-    assert cfg.fit_to_data(channels=1, side=8) == (cfg, None)
-
-
-def test_a_photo_folder_gets_the_photo_network_said_in_one_line(tmp_path):
-    from PIL import Image
-
-    from sgan.data import prepare
-
-    rng = np.random.default_rng(0)
-    for c in ("cat", "dog"):
-        (tmp_path / c).mkdir()
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
-    data = prepare(Config(data=str(tmp_path), n_labeled=4, val_per_class=2, loader_workers=0))
-    assert (data.config.model, data.config.image_size, data.labeled.x.shape[1:]) == ("resnet9", 32, (3, 32, 32))
-    assert data.chosen == "sgan: 3-channel image folder: model resnet9 (width 32) at 32 px (choose with --model and " \
-        "--image-size)"
 
 
 def test_config_roundtrip():

@@ -9,11 +9,11 @@ import sgan.methods.build
 import sgan.trainer
 from sgan import train
 from sgan.config import resolve
-from sgan.data import prepare
 from sgan.data.prepare import LabeledTensors
 from sgan.data.transforms import set_stats, to_model_range
 from sgan.evaluate import accuracy, adapt_batchnorm, evaluate
 from sgan.models import DigitClassifier
+from conftest import prepared
 
 TINY = dict(iterations=4, batch_size=8, eval_every=2, log_every=2, progress=False, n_labeled=20)
 
@@ -40,7 +40,7 @@ def test_training_sets_are_not_standardized(digits_csv, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sgan.trainer, "TrainingBatches", spy)
     train(data=str(digits_csv), methods=["supervised", "conventional", "sgan+aug"], out=str(tmp_path / "r"), **TINY)
-    data = prepare(resolve(overrides={"data": str(digits_csv), "n_labeled": 20}))
+    data = prepared(resolve(overrides={"data": str(digits_csv), "n_labeled": 20}))
     assert len(seen) == 3 and all(torch.equal(lb, data.labeled.x) and torch.equal(ulb, data.x_ulb) for lb, ulb in seen)
 
 
@@ -60,7 +60,7 @@ def test_augmentation_touches_training_batches_only(digits_csv, tmp_path, monkey
     assert seen and set(seen) == {8}  # training batches of 8
     assert len(seen) == 4 * 1 + 4 * 3  # conventional: labeled; sgan+aug: labeled, unlabeled and the strong view
     cfg = resolve(overrides={"data": str(digits_csv), "n_labeled": 20})
-    val = prepare(cfg).evals["val"].x
+    val = prepared(cfg).evals["val"].x
     assert any(torch.equal(x, val) for x in evaluated)  # evaluation saw the untouched val set
 
 
@@ -75,7 +75,7 @@ def test_every_method_and_both_adaptations_are_reported(digits_csv, tmp_path):
     from sgan import load, load_images
 
     clf = load(out, method="conventional")  # every method keeps the pool's statistics, and uses none by default
-    assert clf.input_stats == pytest.approx(prepare(resolve(overrides={"data": str(digits_csv)})).pool_stats)
+    assert clf.input_stats == pytest.approx(prepared(resolve(overrides={"data": str(digits_csv)})).pool_stats)
     images = load_images(str(digits_csv))
     assert torch.equal(clf.inputs(images), to_model_range(images.images))
     assert 0 <= clf.accuracy(images) <= 1

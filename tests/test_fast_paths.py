@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import benchmark
+from conftest import benchmark, planned
 from sgan.config import Config
 from sgan.methods import base, build_method
 from sgan.methods.base import bf16_is_fast
@@ -25,7 +25,7 @@ def sgan_steps(device: torch.device, steps: int = 5, **settings) -> tuple[list[d
     # the pseudo-label branch runs too; at the default threshold no untrained prediction passes, so
     # its loss is 0 on both paths (a lower one would compare argmaxes of near-uniform logits)
     cfg = Config(pseudo_label_weight=1.0, **settings)
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=device, augment=lambda x: x.flip(-1))
+    method = build_method("sgan", planned(cfg, channels=1, num_classes=10), device=device, augment=lambda x: x.flip(-1))
     dtypes: list[torch.dtype] = []
     # the logits' dtype, also where the forward returns (logits, features)
     method.classifier.register_forward_hook(
@@ -62,9 +62,9 @@ def test_bf16_autocast_matches_float32_on_cpu():
 def test_amp_by_default_where_bf16_is_fast(monkeypatch, fast):
     monkeypatch.setattr(base, "bf16_is_fast", lambda device: fast)
     for name in ("supervised", "sgan"):
-        assert build_method(name, Config(), channels=1, num_classes=10, device=torch.device("cpu")).amp is fast
+        assert build_method(name, planned(Config(), channels=1, num_classes=10), device=torch.device("cpu")).amp is fast
         for amp in (True, False):  # a setting the user gave wins
-            assert build_method(name, Config(amp=amp), channels=1, num_classes=10, device=torch.device("cpu")).amp is amp
+            assert build_method(name, planned(Config(amp=amp), channels=1, num_classes=10), device=torch.device("cpu")).amp is amp
 
 
 def test_bf16_is_fast_on_a_cpu_only_with_amx(monkeypatch):
@@ -116,9 +116,7 @@ def test_speed_benchmark_writes_json_and_table(tmp_path):
 def test_machine_names_the_cpu():
     import re
 
-    from sgan import machine
-
-    info = machine.describe()
+    info = benchmark("machine").describe()
     assert info["cores"] >= 1 and info["torch"] == torch.__version__
     cpuinfo = Path("/proc/cpuinfo")
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else None

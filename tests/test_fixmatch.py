@@ -15,6 +15,7 @@ from sgan.config import resolve
 from sgan.methods import FixMatch, build_method
 from sgan.methods.base import PseudoLabeler, same
 from sgan.registry import REGISTRY
+from conftest import planned, prepared
 
 TINY = dict(iterations=6, batch_size=8, eval_every=3, log_every=1, progress=False, n_labeled=20)
 
@@ -52,7 +53,7 @@ def test_fixmatch_never_builds_a_generator_nor_calls_the_real_fake_losses(digits
     for name in ("real_loss", "fake_loss", "feature_matching_loss"):
         monkeypatch.setattr(losses, name, refuse)
     cfg = resolve(overrides={"data": str(digits_csv)})
-    method = build_method("fixmatch", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    method = build_method("fixmatch", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"))
     assert method.generator is None and list(method.modules()) == ["classifier"]
     m = train(data=str(digits_csv), methods=["fixmatch"], out=str(tmp_path / "r"), **TINY)
     lines = logged(tmp_path / "r", "fixmatch")
@@ -100,9 +101,8 @@ def test_ema_keeps_the_raw_classifier_and_the_average_and_load_serves_the_averag
     raw, ema = out / "supervised_classifier.safetensors", out / "supervised_ema.safetensors"
     assert raw.is_file() and ema.is_file() and raw.read_bytes() != ema.read_bytes()
     clf = load(out, method="supervised")  # the weights the run's accuracies were measured with
-    from sgan.data import prepare
 
-    data = prepare(resolve(overrides={"data": str(digits_csv), "n_labeled": 20}))
+    data = prepared(resolve(overrides={"data": str(digits_csv), "n_labeled": 20}))
     val = data.evals["val"]
     with torch.no_grad():
         clf.network.eval()
@@ -167,10 +167,10 @@ def test_distribution_alignment_moves_the_plain_view_towards_the_labeled_shares(
 def test_the_pseudo_labeler_is_checkpointed_only_when_it_keeps_state(digits_csv, tmp_path):
     cfg = resolve(overrides={"data": str(digits_csv), "pseudo_label_thresholds": "flexmatch",
                              "pseudo_label_teacher": 0.99})
-    fixmatch = build_method("fixmatch", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    fixmatch = build_method("fixmatch", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"))
     assert list(fixmatch.modules()) == ["classifier", "pseudo_labeler"]
     assert "teacher.n_averaged" in fixmatch.modules()["pseudo_labeler"].state_dict()
-    plain = build_method("sgan", resolve(overrides={"data": str(digits_csv)}), channels=1, num_classes=10,
+    plain = build_method("sgan", planned(resolve(overrides={"data": str(digits_csv)}), channels=1, num_classes=10),
                          device=torch.device("cpu"))
     assert list(plain.modules()) == ["classifier", "generator"]
     m = train(data=str(digits_csv), methods=["fixmatch", "sgan"], out=str(tmp_path / "r"), pseudo_label_teacher=0.99,

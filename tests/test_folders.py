@@ -15,6 +15,7 @@ from PIL import Image
 
 from sgan.data.folders import decode, read_folder
 from sgan.errors import SganError
+from conftest import planned
 
 ORIGINALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pets-originals"
 
@@ -187,7 +188,7 @@ def test_resnet18_and_generator_shapes_and_gradients():
 
     torch.manual_seed(0)
     cfg = Config(model="resnet18", image_size=32)
-    method = build_method("sgan", cfg, channels=3, num_classes=2, device=torch.device("cpu"))
+    method = build_method("sgan", planned(cfg, channels=3, num_classes=2), device=torch.device("cpu"))
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     out = method.train_step(x, torch.tensor([0, 1, 0, 1]), x)
     assert all(np.isfinite(v) for v in out.values())

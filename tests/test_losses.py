@@ -42,6 +42,12 @@ def test_supervised_loss_is_cross_entropy():
     assert math.isclose(losses.supervised_loss(logits, torch.tensor([0])).item(), expected, rel_tol=1e-6)
 
 
+def test_supervised_loss_of_no_labeled_images_is_zero_and_keeps_the_graph():
+    logits = torch.zeros(0, 3, requires_grad=True)
+    loss = losses.supervised_loss(logits, torch.zeros(0, dtype=torch.int64))
+    assert loss.item() == 0.0 and loss.requires_grad  # an SGAN step without labels: a plain GAN's
+
+
 def test_feature_matching_loss_by_hand():
     real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # mean [2, 3]
     fake = torch.tensor([[0.0, 0.0], [2.0, 2.0]])  # mean [1, 1]

@@ -4,6 +4,7 @@ import torch
 from sgan.config import Config
 from sgan.methods import SGAN, build_method, frozen_bn_stats
 from sgan.models import DigitClassifier, DigitGenerator, build_classifier
+from conftest import planned
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -26,7 +27,7 @@ def test_digit_classifier_width():
     x = torch.randn(3, 1, 28, 28)
     assert d.features(x).shape == (3, 4096) and d(x).shape == (3, 10)
     cfg = Config(model="digits", image_size=28, width=16)
-    assert build_classifier(cfg, channels=1, num_classes=10).features(x).shape == (3, 1024)
+    assert build_classifier(planned(cfg, channels=1, num_classes=10)).features(x).shape == (3, 1024)
 
 
 @pytest.mark.parametrize("generator_loss,pseudo_label_weight", [("nonsaturating", 0.0), ("feature_matching", 0.0),
@@ -35,7 +36,7 @@ def test_sgan_step_reaches_every_parameter(generator_loss, pseudo_label_weight):
     torch.manual_seed(0)
     cfg = Config(generator_loss=generator_loss, pseudo_label_weight=pseudo_label_weight, pseudo_label_threshold=0.05)
     views = []
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"),
+    method = build_method("sgan", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"),
                           augment=lambda x: views.append(x) or x.flip(3))
     assert isinstance(method, SGAN)
     before = {k: p.detach().clone() for k, p in
@@ -67,7 +68,7 @@ def test_feature_matching_reuses_the_discriminator_phase_features():
     """Three classifier passes a step: labeled + unlabeled, generated (D phase), generated (G
     phase); the target is the D phase's unlabeled features, not a fourth pass."""
     torch.manual_seed(0)
-    method = build_method("sgan", Config(generator_loss="feature_matching", pseudo_label_weight=0.0), channels=1, num_classes=10,
+    method = build_method("sgan", planned(Config(generator_loss="feature_matching", pseudo_label_weight=0.0), channels=1, num_classes=10),
                           device=torch.device("cpu"))
     batches = []
     method.classifier.core.register_forward_hook(lambda module, inputs, output: batches.append(len(output)))
@@ -78,7 +79,7 @@ def test_feature_matching_reuses_the_discriminator_phase_features():
 
 def test_fake_batch_size_sets_the_generated_batch():
     torch.manual_seed(0)
-    method = build_method("sgan", Config(fake_batch_size=3), channels=1, num_classes=10, device=torch.device("cpu"))
+    method = build_method("sgan", planned(Config(fake_batch_size=3), channels=1, num_classes=10), device=torch.device("cpu"))
     sizes = []
     method.generator.register_forward_hook(lambda module, inputs, output: sizes.append(output.shape))
     x = torch.rand(8, 1, 28, 28) * 2 - 1
@@ -92,7 +93,7 @@ def test_fake_batch_size_sets_the_generated_batch():
 def test_fixmatch_step_reaches_every_classifier_parameter():
     torch.manual_seed(0)
     views = []
-    method = build_method("fixmatch", Config(pseudo_label_threshold=0.05), channels=1, num_classes=10,
+    method = build_method("fixmatch", planned(Config(pseudo_label_threshold=0.05), channels=1, num_classes=10),
                           device=torch.device("cpu"), augment=lambda x: views.append(x) or x.flip(3))
     before = {k: p.detach().clone() for k, p in method.classifier.named_parameters()}
     x = torch.rand(8, 1, 28, 28) * 2 - 1
@@ -107,7 +108,7 @@ def test_fixmatch_step_reaches_every_classifier_parameter():
 
 def test_supervised_step_updates_every_classifier_parameter():
     torch.manual_seed(0)
-    method = build_method("supervised", Config(), channels=1, num_classes=10, device=torch.device("cpu"))
+    method = build_method("supervised", planned(Config(), channels=1, num_classes=10), device=torch.device("cpu"))
     x = torch.rand(8, 1, 28, 28) * 2 - 1
     method.train_step(x, torch.randint(0, 10, (8,)), x)
     for name, p in method.classifier.named_parameters():
@@ -131,7 +132,7 @@ def test_cosine_schedule_halves_at_midpoint_and_ends_at_zero():
     from sgan.trainer import lr_schedules
 
     cfg = Config(lr=1e-3, lr_schedule="cosine", iterations=10)
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    method = build_method("sgan", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"))
     schedules = lr_schedules(method, cfg)
     assert len(schedules) == 2  # classifier and generator
     lrs = []
@@ -147,7 +148,7 @@ def test_cosine_schedule_halves_at_midpoint_and_ends_at_zero():
 def test_split_bn_takes_running_statistics_from_labeled_images_only():
     torch.manual_seed(0)
     cfg = Config(split_bn=True, input_noise=0.0, amp=False)  # exact comparison with the float32 reference
-    method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+    method = build_method("sgan", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"))
     reference = DigitClassifier(num_classes=10)
     reference.load_state_dict(method.classifier.state_dict())
     x_lb, x_ulb = torch.rand(8, 1, 28, 28) * 2 - 1, torch.rand(8, 1, 28, 28) - 1  # different distributions
@@ -167,7 +168,7 @@ def test_channels_last_path_matches_the_plain_one():
     for channels_last in (False, True):
         torch.manual_seed(0)
         cfg = Config(channels_last=channels_last, input_noise=0.0, amp=False)  # float32 tolerances
-        method = build_method("sgan", cfg, channels=1, num_classes=10, device=torch.device("cpu"))
+        method = build_method("sgan", planned(cfg, channels=1, num_classes=10), device=torch.device("cpu"))
         runs.append([method.train_step(x_lb, y_lb, x_ulb) for _ in range(3)])
         assert method.generator.net[0].weight.is_contiguous(memory_format=torch.channels_last) == channels_last
     for plain, fast in zip(*runs):
@@ -217,7 +218,7 @@ def test_resnet9_sgan_step_from_the_config_and_its_size_check():
     from sgan.errors import SganError
 
     cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", amp=False)
-    method = build_method("sgan+aug", cfg.validate(), channels=3, num_classes=2, device=torch.device("cpu"))
+    method = build_method("sgan+aug", planned(cfg.validate(), channels=3, num_classes=2), device=torch.device("cpu"))
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     logged = method.train_step(x, torch.randint(0, 2, (8,)), x.flip(0))
     assert all(torch.isfinite(torch.tensor(v)) for v in logged.values()) and {"d_real", "d_fake", "mask_rate"} <= set(logged)
@@ -243,7 +244,7 @@ def test_resnet9_patch_stem_brings_large_images_to_32_px():
     with pytest.raises(ValueError, match="patch"):
         ResNet9Classifier(image_size=128, stem="small")
     cfg = Config(model="resnet9", image_size=128, resnet_stem="patch", width=8).validate()
-    assert build_classifier(cfg, channels=3, num_classes=2)(torch.randn(2, 3, 128, 128)).shape == (2, 2)
+    assert build_classifier(planned(cfg, channels=3, num_classes=2))(torch.randn(2, 3, 128, 128)).shape == (2, 2)
 
 
 def test_diff_augment_views_generated_images_as_real_ones_and_the_generator_learns_through_them():
@@ -254,7 +255,7 @@ def test_diff_augment_views_generated_images_as_real_ones_and_the_generator_lear
     cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", pseudo_label_weight=0.0,
                  diff_augment=True, methods=["sgan+aug"], amp=False).validate()
     seen = []
-    method = build_method("sgan+aug", cfg, channels=3, num_classes=2, device=torch.device("cpu"),
+    method = build_method("sgan+aug", planned(cfg, channels=3, num_classes=2), device=torch.device("cpu"),
                           augment=lambda x: seen.append(x) or x.flip(3) * 0.5)
     inputs = []
     method.classifier.noise.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))  # every pass's input
@@ -275,10 +276,10 @@ def test_pull_away_term_joins_the_generator_loss():
     torch.manual_seed(0)
     cfg = Config(model="resnet9", image_size=32, width=8, generator_loss="feature_matching", pseudo_label_weight=0.0,
                  methods=["sgan"], amp=False)
-    plain = build_method("sgan", cfg.validate(), channels=3, num_classes=2, device=torch.device("cpu"))
+    plain = build_method("sgan", planned(cfg.validate(), channels=3, num_classes=2), device=torch.device("cpu"))
     torch.manual_seed(0)
-    pulled = build_method("sgan", Config(**{**cfg.to_dict(), "pull_away_weight": 2.0}).validate(), channels=3,
-                          num_classes=2, device=torch.device("cpu"))
+    pulled = build_method("sgan", planned(Config(**{**cfg.to_dict(), "pull_away_weight": 2.0}).validate(), channels=3,
+                                          num_classes=2), device=torch.device("cpu"))
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     y = torch.randint(0, 2, (8,))
     torch.manual_seed(1)
@@ -295,7 +296,7 @@ def test_generator_width_sets_the_photo_generators_channels():
     from sgan.models import build_generator
 
     for width in (16, 64):
-        g = build_generator(Config(model="resnet9", image_size=32, generator_width=width).validate(), channels=3)
+        g = build_generator(planned(Config(model="resnet9", image_size=32, generator_width=width).validate(), channels=3))
         widths = [m.out_channels for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
         assert widths == [2 * width, width, 3]  # 4 -> 8 -> 16 -> 32 px
         assert g(torch.randn(2, 100)).shape == (2, 3, 32, 32)
@@ -305,7 +306,7 @@ def test_generator_width_sets_the_digit_generators_channels():
     from sgan.models import build_generator
 
     for width, notebook in ((64, [128, 64, 1]), (16, [32, 16, 1])):  # 64: the Keras notebook's 256 -> 128 -> 64
-        g = build_generator(Config(model="digits", image_size=28, generator_width=width).validate(), channels=1)
+        g = build_generator(planned(Config(model="digits", image_size=28, generator_width=width).validate(), channels=1))
         widths = [m.out_channels for m in g.net if isinstance(m, torch.nn.ConvTranspose2d)]
         assert widths == notebook and g.project.out_features == 7 * 7 * 4 * width
         assert g(torch.randn(2, 100)).shape == (2, 1, 28, 28)

@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from sgan import train
-from sgan.checkpoint import load_state
 from sgan.cli import main
+from sgan.registry import REGISTRY
+from sgan.run import RunFolder
 from sgan.data.transforms import set_stats, to_model_range
 from sgan.evaluate import confusion_accuracy, diagnose
 
-from conftest import digits28, write_kaggle_csv
+from conftest import FINISHED, HOLDOUT_IMAGES, digits28
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -49,14 +50,9 @@ def test_diagnose_counts_confusions_and_ranks_confident_mistakes():
     assert d["wrong_images"].dtype == torch.uint8 and d["wrong_images"].shape == (2, 1, 2, 2)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("report")
-    images, labels = digits28()
-    holdout = write_kaggle_csv(root / "holdout.csv", 255 - images[:300, 0], labels[:300])  # inverted: a real shift
-    train(data="sklearn-digits", eval={"holdout": str(holdout)}, n_labeled=30, iterations=30, batch_size=16,
-          eval_every=10, log_every=5, methods=["supervised", "sgan"], progress=False, out=str(root / "run"))
-    return root / "run"
+@pytest.fixture
+def run_dir(finished_run) -> Path:
+    return finished_run
 
 
 def images_in(html: str) -> list[str]:
@@ -67,26 +63,25 @@ def test_run_report_is_self_contained_and_shows_every_part(run_dir):
     html = (run_dir / "report.html").read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert '<img src="' in html and not re.findall(r'<img src="(?!data:image/png;base64,)', html)
-    # curves (1) + sgan's grids at steps 10, 20, 30 (3) + the mistakes of 2 methods on val and holdout
+    # curves (1) + the grids of the two generators at steps 6 and 12 (4) + every method's mistakes on val and holdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     wrong = 0
-    for method in ("supervised", "sgan"):
-        tensors, state = load_state(run_dir / f"{method}_diagnostics.safetensors")
-        assert state["sets"] == ["val", "holdout"]
-        for name in state["sets"]:
-            confusion = tensors[f"{name}.confusion"]
-            assert confusion.sum() == metrics["protocol"]["counts"][name]
-            assert confusion_accuracy(confusion) == pytest.approx(metrics["methods"][method][name])
-            wrong += len(tensors[f"{name}.wrong_images"])
-    assert len(images_in(html)) == 1 + 3 + wrong
+    for method in REGISTRY:
+        diagnostics = RunFolder(run_dir).read_diagnostics(method)
+        assert list(diagnostics) == ["val", "holdout"]
+        for name, d in diagnostics.items():
+            assert d["confusion"].sum() == metrics["protocol"]["counts"][name]
+            assert confusion_accuracy(d["confusion"]) == pytest.approx(metrics["methods"][method][name])
+            wrong += len(d["wrong_images"])
+    assert len(images_in(html)) == 1 + 4 + wrong
     for part in ("Results", "Data", "Training curves", "Generated samples", "sgan on holdout",
                  "supervised on val", "Most confidently wrong", "Config", "unlabeled: pool"):
         assert part in html, part
     sets = metrics["protocol"]["sets"]
     assert set(sets) == {"labeled", "unlabeled", "val", "holdout"}
-    assert sum(sets["labeled"]["per_class"]) == 30 and sets["unlabeled"]["per_class"] is None
+    assert sum(sets["labeled"]["per_class"]) == FINISHED["n_labeled"] and sets["unlabeled"]["per_class"] is None
     # the inverted holdout's shift shows in its pixel statistics (hand computation)
-    mean, std = set_stats(to_model_range(255 - digits28()[0][:300]))
+    mean, std = set_stats(to_model_range(255 - digits28()[0][:HOLDOUT_IMAGES]))
     assert sets["holdout"]["pixel_mean"] == pytest.approx(mean, abs=1e-4) and sets["holdout"]["pixel_std"] == pytest.approx(std, abs=1e-4)
     assert sets["holdout"]["pixel_mean"] > 0 > sets["val"]["pixel_mean"]
 

@@ -3,6 +3,7 @@ import pytest
 
 from sgan import SganError
 from sgan.data.splits import split_pool
+from conftest import prepared
 
 LABELS = np.repeat(np.arange(10), 50)  # 50 per class, in class blocks
 np.random.default_rng(9).shuffle(LABELS)
@@ -70,13 +71,12 @@ def test_unlabeled_plus_pool_joins_the_rest_of_the_pool_to_the_source(digits_csv
     import torch
 
     from sgan.config import Config
-    from sgan.data.prepare import prepare
     from sgan.trainer import protocol_of
 
-    pool = prepare(Config(data=str(digits_csv), n_labeled=50))
+    pool = prepared(Config(data=str(digits_csv), n_labeled=50))
     only = Config(data=str(digits_csv), n_labeled=50, unlabeled=str(test_csv))
     both = dataclasses.replace(only, unlabeled_plus_pool=True)
-    source, joined = prepare(only), prepare(both)
+    source, joined = prepared(only), prepared(both)
     assert len(source.x_ulb) == 50
     assert torch.equal(joined.x_ulb, torch.cat([pool.x_ulb, source.x_ulb]))  # the same split's rest, then the source
     assert joined.summary["unlabeled"] == len(pool.x_ulb) + 50

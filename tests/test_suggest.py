@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import benchmark
+from conftest import benchmark, prepared
 from sgan.config import Config, resolve
-from sgan.data import prepare
 from sgan.data.prepare import candidate_pool
+from sgan.plan import make_plan
 from sgan.data.readers import read_sklearn_digits
 from sgan.errors import SganError
 from sgan.suggest import gan_features, pick_representatives, suggest_labels, typicality, views
@@ -117,11 +117,30 @@ def test_the_typical_pick_is_the_dense_core_not_the_point_nearest_the_centre():
 
 def test_gan_features_are_the_discriminators_and_finite():
     cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False})
-    cfg = cfg.fit_to_data(channels=1, side=8)[0]
+    cfg = make_plan(cfg, labeled=False).config
     x = torch.rand(40, 1, 28, 28) * 2 - 1
     features = gan_features(x, cfg, iterations=2, device=torch.device("cpu"), progress=False)
     assert features.shape[0] == 40 and features.ndim == 2 and torch.isfinite(features).all()
     assert torch.equal(features, gan_features(x, cfg, iterations=2, device=torch.device("cpu"), progress=False))
+
+
+def test_the_gan_warm_up_is_the_sgan_step_with_one_logit_and_no_labels(monkeypatch):
+    from sgan.methods import SGAN
+
+    steps = []
+    real_step = SGAN.train_step
+
+    def recorded(self, x_lb, y_lb, x_ulb):
+        steps.append((self.classifier, len(x_lb), len(y_lb), len(x_ulb)))
+        losses = real_step(self, x_lb, y_lb, x_ulb)
+        assert losses["loss_sup"] == 0.0 and all(np.isfinite(v) for v in losses.values())
+        return losses
+
+    monkeypatch.setattr(SGAN, "train_step", recorded)
+    cfg = make_plan(resolve({"data": "sklearn-digits", "seed": 0, "progress": False}), labeled=False).config
+    gan_features(torch.rand(40, 1, 28, 28) * 2 - 1, cfg, iterations=3, device=torch.device("cpu"), progress=False)
+    assert [s[1:] for s in steps] == [(0, 0, 256)] * 3
+    assert steps[0][0].head[-1].out_features == 1  # one logit: D(x) = sigmoid(l), the plain GAN's
 
 
 def test_typical_picks_from_gan_features_end_to_end(tmp_path):
@@ -133,14 +152,18 @@ def test_typical_picks_from_gan_features_end_to_end(tmp_path):
         suggest_labels(cfg, budget=5, out=tmp_path / "c", features="vae")
 
 
-def test_the_command_line_offers_the_strategies_and_features_suggest_knows():
-    from sgan import suggest
-    from sgan.cli import build_parser
+@pytest.mark.parametrize("flag, value, said", [
+    ("--strategy", "nearest", "unknown strategy 'nearest'; choose from representative, typical, random"),
+    ("--features", "vae", "unknown features 'vae'; choose from contrastive, gan"),
+    ("--pretext-iterations", "0", "pretext_iterations must be positive, got 0"),
+])
+def test_the_command_line_refuses_what_suggest_does_not_know_in_one_line(flag, value, said, tmp_path, capsys):
+    from sgan.cli import main
 
-    parser = build_parser()
-    sg = parser._subparsers._group_actions[0].choices["suggest-labels"]
-    choices = {a.dest: a.choices for a in sg._actions}
-    assert tuple(choices["strategy"]) == suggest.STRATEGIES and tuple(choices["features"]) == suggest.FEATURES
+    assert main(["suggest-labels", "--data", "sklearn-digits", "--budget", "5", "--out", str(tmp_path / "s"),
+                 flag, value]) == 2
+    assert capsys.readouterr().err == f"sgan: error: suggest-labels: {said}\n"
+    assert not (tmp_path / "s").exists()
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -168,7 +191,8 @@ def test_suggestions_cover_the_classes_avoid_validation_and_repeat(tmp_path):
     assert all(r["label"] == "" for r in rows)
     labels = read_sklearn_digits().labels
     assert len(set(labels[index].tolist())) == 10  # labels unseen, yet every class (20 random picks miss one)
-    _, _, candidates = candidate_pool(cfg)
+    plan = make_plan(cfg, labeled=False)
+    _, candidates = candidate_pool(plan.config, plan.pool)
     validation = np.setdiff1d(np.arange(len(labels)), candidates)
     assert len(validation) > 300 and not np.intersect1d(index, validation).size
     with Image.open(tmp_path / "a" / "picks.png") as sheet:
@@ -183,7 +207,8 @@ def test_random_strategy_is_uniform_over_candidates_and_seeded(tmp_path):
     suggest_labels(cfg, budget=50, out=tmp_path / "b", strategy="random")
     first = [int(r["index"]) for r in read_rows(tmp_path / "a" / "picks.csv")]
     assert first == [int(r["index"]) for r in read_rows(tmp_path / "b" / "picks.csv")]
-    _, _, candidates = candidate_pool(cfg)
+    plan = make_plan(cfg, labeled=False)
+    _, candidates = candidate_pool(plan.config, plan.pool)
     assert len(set(first)) == 50 and set(first) <= set(candidates.tolist())
     with pytest.raises(SganError, match="unknown strategy"):
         suggest_labels(cfg, budget=5, out=tmp_path / "c", strategy="best")
@@ -200,7 +225,7 @@ def test_training_on_filled_picks_uses_the_written_labels(tmp_path):
         writer = csv.DictWriter(f, fieldnames=["index", "path", "label"])
         writer.writeheader()
         writer.writerows(rows)
-    data = prepare(Config(data="sklearn-digits", seed=0, labels_csv=str(filled)))
+    data = prepared(Config(data="sklearn-digits", seed=0, labels_csv=str(filled)))
     index = np.array([int(r["index"]) for r in rows])
     order = np.argsort(index)
     assert data.split.labeled.tolist() == sorted(index.tolist())
@@ -224,7 +249,7 @@ def write_csv(path: Path, rows: list[list]) -> Path:
 def test_bad_picks_csv_is_refused(tmp_path, rows, message):
     picks = write_csv(tmp_path / "picks.csv", rows)
     with pytest.raises(SganError, match=message):
-        prepare(Config(data="sklearn-digits", labels_csv=str(picks)))
+        prepared(Config(data="sklearn-digits", labels_csv=str(picks)))
 
 
 def test_bad_picks_csv_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
@@ -238,11 +263,12 @@ def test_bad_picks_csv_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
 
 def test_picks_that_are_validation_images_are_refused(tmp_path):
     cfg = Config(data="sklearn-digits", seed=0)
-    _, _, candidates = candidate_pool(cfg)
+    plan = make_plan(cfg, labeled=False)
+    _, candidates = candidate_pool(plan.config, plan.pool)
     validation = np.setdiff1d(np.arange(1797), candidates)
     picks = write_csv(tmp_path / "picks.csv", [[int(validation[0]), "", 1]])
     with pytest.raises(SganError, match="validation or test image"):
-        prepare(Config(data="sklearn-digits", seed=0, labels_csv=str(picks)))
+        prepared(Config(data="sklearn-digits", seed=0, labels_csv=str(picks)))
 
 
 def test_unlabeled_folder_named_labels_and_a_changed_folder(tmp_path):
@@ -263,13 +289,13 @@ def test_unlabeled_folder_named_labels_and_a_changed_folder(tmp_path):
     assert all(Path(r["path"]).parent == pool for r in rows)
     names = write_csv(tmp_path / "names.csv", [[r["index"], r["path"], n] for r, n in zip(rows, ["dog", "cat"] * 2)])
     with pytest.raises(SganError, match="--val-data"):
-        prepare(Config(data=str(pool), image_size=32, labels_csv=str(names), loader_workers=0))
-    data = prepare(Config(data=str(pool), image_size=32, labels_csv=str(names), val_data=str(val), loader_workers=0))
+        prepared(Config(data=str(pool), image_size=32, labels_csv=str(names), loader_workers=0))
+    data = prepared(Config(data=str(pool), image_size=32, labels_csv=str(names), val_data=str(val), loader_workers=0))
     assert data.classes == ["cat", "dog"] and sorted(data.labeled.y.tolist()) == [0, 0, 1, 1]
     assert len(data.x_ulb) == 8
     moved = write_csv(tmp_path / "moved.csv", [[rows[0]["index"], str(pool / "elsewhere.png"), "cat"]])
     with pytest.raises(SganError, match="did the folder change"):
-        prepare(Config(data=str(pool), image_size=32, labels_csv=str(moved), val_data=str(val), loader_workers=0))
+        prepared(Config(data=str(pool), image_size=32, labels_csv=str(moved), val_data=str(val), loader_workers=0))
 
 
 def test_suggest_benchmark_runs_all_three_arms(tmp_path):

@@ -92,7 +92,10 @@ def test_kaggle_folder_roles_and_submission(digits_csv, test_csv, tmp_path):
 
 
 def test_verdict_compares_best_sgan_with_best_plain_method_chosen_on_validation():
-    from sgan.sweep import verdict
+    from sgan.report.tables import VERDICT_NUMBERS, markdown, verdict_note, verdict_table
+
+    def verdict(rows):
+        return markdown(verdict_table(rows), numbers=VERDICT_NUMBERS) + "\n" + verdict_note(rows)
 
     def row(method, source, values, eval_set="val"):
         return {"eval_set": eval_set, "n_labeled": 100, "unlabeled": source, "transductive": source == "holdout",
@@ -275,7 +278,7 @@ def test_a_cell_made_with_another_config_is_refused_unless_redone(digits_csv, tm
 
 
 def fake_cell(values, threads, gpu, errors) -> None:
-    """Stands in for sweep._run_cell: records which GPU it was given and when it ran."""
+    """Stands in for sweep.executors._run_cell: records which GPU it was given and when it ran."""
     import time
     from pathlib import Path
 
@@ -287,7 +290,7 @@ def fake_cell(values, threads, gpu, errors) -> None:
 
 
 def test_the_local_executor_gives_each_running_cell_its_own_gpu(tmp_path, monkeypatch):
-    from sgan import sweep
+    from sgan.sweep import executors as sweep
 
     monkeypatch.setattr(sweep, "visible_gpus", lambda: ["3", "5"])  # two GPUs, stubbed
     monkeypatch.setattr(sweep, "_run_cell", fake_cell)

@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 from sgan.data.transforms import random_affine, random_stroke, resize, set_stats, shift_scale, to_model_range, to_uint8
+from conftest import planned
 
 
 def test_model_range_roundtrip():
@@ -61,19 +62,19 @@ def test_photo_views_mirror_about_half_the_batch_and_digit_views_never_do():
 
     still = Config(aug_degrees=0, aug_translate=0, aug_scale=0, aug_jitter=0)  # only the flip left
     x = torch.rand(200, 3, 6, 6) * 2 - 1
-    v = augmentation(still, 3, torch.Generator().manual_seed(0))(x)
+    v = augmentation(planned(still, channels=3), torch.Generator().manual_seed(0))(x)
     same = torch.isclose(v, x, atol=1e-5).flatten(1).all(1)
     mirrored = torch.isclose(v, x.flip(-1), atol=1e-5).flatten(1).all(1)
     assert (same ^ mirrored).all()  # each image is itself or its mirror image
     assert 70 < int(mirrored.sum()) < 130
     digits = torch.rand(200, 1, 6, 6) * 2 - 1
-    assert torch.allclose(augmentation(still, 1, torch.Generator().manual_seed(0))(digits), digits, atol=1e-5)
-    jitter = augmentation(Config(aug_degrees=0, aug_translate=0, aug_scale=0, aug_jitter=0.2), 3,
+    assert torch.allclose(augmentation(planned(still, channels=1), torch.Generator().manual_seed(0))(digits), digits, atol=1e-5)
+    jitter = augmentation(planned(Config(aug_degrees=0, aug_translate=0, aug_scale=0, aug_jitter=0.2), channels=3),
                           torch.Generator().manual_seed(0))(x)
     assert (jitter.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))).abs().max() <= 0.2 + 1e-5  # brightness +- 0.2
     assert not torch.allclose(jitter, v)
-    assert torch.equal(augmentation(still, 3, torch.Generator().manual_seed(1))(x),
-                       augmentation(still, 3, torch.Generator().manual_seed(1))(x))  # seeded
+    assert torch.equal(augmentation(planned(still, channels=3), torch.Generator().manual_seed(1))(x),
+                       augmentation(planned(still, channels=3), torch.Generator().manual_seed(1))(x))  # seeded
 
 
 def test_random_cutout_greys_one_square_per_image_at_a_seeded_place():
@@ -101,7 +102,7 @@ def test_strong_cutout_reaches_the_pseudo_label_view_only():
 
     cfg = Config(model="resnet9", image_size=32, channels=3, strong_cutout=0.5, aug_degrees=0, aug_translate=0,
                  aug_scale=0, aug_jitter=0)
-    method = build_method("sgan+aug", cfg, channels=3, num_classes=2, device=torch.device("cpu"))
+    method = build_method("sgan+aug", planned(cfg, channels=3, num_classes=2), device=torch.device("cpu"))
     x = torch.full((8, 3, 32, 32), 0.5)
     strong = method.pseudo.strong_augment(x)
     assert (strong == 0).any() and ((strong == 0) | (strong == 0.5)).all()

@@ -61,18 +61,15 @@ def read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], di
     return tensors, metadata
 
 
-def save_weights(module: nn.Module, path: Path, *, config: dict, shapes: dict) -> None:
-    """`shapes` (channels, classes, ...) lets a reader rebuild the network before loading."""
+def save_weights(module: nn.Module, path: Path, *, metadata: dict[str, str]) -> None:
+    """A module's weights with `metadata` (run.py's WeightsInfo and config: what a reader needs to
+    rebuild the network before loading)."""
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    write_safetensors(path, state, {"config": json.dumps(config), "shapes": json.dumps(shapes)})
+    write_safetensors(path, state, metadata)
 
 
-def read_shapes(path: Path) -> dict:
-    _, metadata = read_safetensors(path, "weights file")
-    try:
-        return json.loads(metadata["shapes"])
-    except (KeyError, json.JSONDecodeError) as e:
-        raise SganError(f"{path}: not an sgan weights file: no shapes ({e})") from None
+def read_metadata(path: Path, what: str) -> dict[str, str]:
+    return read_safetensors(path, what)[1]
 
 
 def load_weights(module: nn.Module, path: Path) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from . import __version__
-from .config import FIELDS, Config, read_config_file, resolve, run_config_file
-from .errors import Interrupted, SganError, on_signals, signals_deferred
+from .config import FIELDS, GROUPS, Config, Suggestion, read_config_file, resolve, run_config_file
+from .errors import Interrupted, SganError, on_signals, pause_point, signals_deferred
 from .files import check_target
-from .run import RunFolder, SuggestFolder, SweepFolder, default_run_path
+from .run import RunFolder, SuggestFolder, SweepFolder
 from .sweep import Sweep
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def help_text(f: dataclasses.Field) -> str:
     return f"{f.metadata['help']} (default: {shown})"
 
 
-def add_flags(parser: argparse.ArgumentParser, fields: list[dataclasses.Field], *, dest_prefix: str = "") -> None:
+def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, fields: list[dataclasses.Field], *, dest_prefix: str = "") -> None:
     """One flag per dataclass field, its help from the field; only flags given on the command
     line appear in the parsed arguments."""
     for f in fields:
@@ -72,7 +72,10 @@ def add_flags(parser: argparse.ArgumentParser, fields: list[dataclasses.Field], 
 
 
 def add_config_flags(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
-    add_flags(parser, [FIELDS[k] for k in keys])
+    """Config keys' flags, in one titled group per kind of setting (config.GROUPS)."""
+    for group, members in GROUPS.items():
+        if chosen := [FIELDS[k] for k in members if k in keys]:
+            add_flags(parser.add_argument_group(f"{group} settings"), chosen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="a .toml or .json file of config keys")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run from its last checkpoint")
+    train.add_argument("--dry-run", action="store_true", help="print the resolved plan (data, model and its "
+                       "parameters, methods, steps, device, run folder) and train nothing")
     add_config_flags(train, list(FIELDS))
     sw = sub.add_parser("sweep", help="label budgets x unlabeled sources x seeds, all methods; tables and a plot")
     sw.add_argument("--config", help="a .toml or .json file of config keys, with an optional [sweep] table "
@@ -114,14 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg = sub.add_parser("suggest-labels", help="propose which images to label, before any label exists")
     sg.add_argument("--config", help="a .toml or .json file of config keys (as for train)")
     sg.add_argument("--budget", type=int, required=True, help="how many images to label")
-    sg.add_argument("--strategy", default="representative", choices=("representative", "typical", "random"),
-                    help="representative (per k-means cluster of learnt features the image nearest its centre, "
-                    "default), typical (its densest image, TypiClust) or random (uniform, the baseline)")
-    sg.add_argument("--features", default="contrastive", choices=("contrastive", "gan"),
-                    help="features the clusters are made of, learnt without labels: contrastive (SimCLR, default) or "
-                    "gan (the discriminator of a short unsupervised GAN)")
-    sg.add_argument("--pretext-iterations", type=int, default=1500,
-                    help="training steps of that pretext, 256 images each (default 1500)")
+    add_flags(sg, list(dataclasses.fields(Suggestion)))
     sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
     add_config_flags(sg, SUGGEST_KEYS)
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")
@@ -143,18 +141,22 @@ def run_config(args: argparse.Namespace) -> Config:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .distributed import ranks_from_env
+    from .plan import make_plan
     from .report import format_table
     from .trainer import train
 
     if args.resume:
-        if args.config or _overrides(args):
+        if args.config or _overrides(args) or args.dry_run:
             raise SganError("--resume takes the run's own config; give no other settings")
         out = args.resume
         metrics = train(resume=args.resume)
     else:
-        cfg = run_config(args)
-        out = cfg.out or str(default_run_path())
-        metrics = train(dataclasses.replace(cfg, out=out), overwrite=args.overwrite)
+        plan = make_plan(run_config(args))
+        if args.dry_run:
+            print(plan.describe())
+            return
+        out = plan.config.out
+        metrics = train(plan, overwrite=args.overwrite)
     if not ranks_from_env().main:  # under torchrun rank 0 reports
         return
     print(format_table(metrics))
@@ -228,16 +230,13 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     import torch
 
     from .suggest import suggest_labels
-    from .trainer import pick_device
+    from .plan import pick_device
 
     cfg = run_config(args)
-    if args.pretext_iterations <= 0:
-        raise SganError(f"--pretext-iterations must be positive, got {args.pretext_iterations}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, strategy=args.strategy,
-                             features=args.features, pretext_iterations=args.pretext_iterations,
-                             device=pick_device(cfg.device))
+    chosen = {f.name: getattr(args, f.name) for f in dataclasses.fields(Suggestion) if hasattr(args, f.name)}
+    summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, **chosen, device=pick_device(cfg.device))
     out = SuggestFolder(args.suggest_out)
     print(f"picked {summary['picked']} of {summary['candidates']} images: fill in the label column of "
           f"{out.picks} (contact sheet: {out.contact_sheet}), then: sgan train --labels-csv {out.picks} ...")
@@ -265,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with on_signals(stop_now):
             with signals_deferred():
                 import torch  # noqa: F401  every command's heavy import, where a signal must not land
+            pause_point("started")
             COMMANDS[args.command](args)
     except SganError as e:
         print(f"sgan: error: {e}", file=sys.stderr)

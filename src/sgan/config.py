@@ -244,26 +244,39 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fit_to_data(self, *, channels: int, side: int | None) -> tuple["Config", str | None]:
-        """The config with `model` "auto" and an unset `image_size` chosen for images of this
-        many channels and this side (None: an image folder, decoded to the chosen size): photos
-        (3 channels, or larger than 28 px) get the photo network, the rest the digits pair; and
-        the line that says so when a photo network was chosen (None: the digits pair, or nothing
-        was chosen)."""
-        if self.model != "auto" and self.image_size is not None:
-            return self, None
-        photo = channels == 3 or (side or 0) > 28
-        model = self.model if self.model != "auto" else "resnet9" if photo else "digits"
-        fitted = dataclasses.replace(self, model=model, image_size=self.image_size or DEFAULT_SIZE[model])
-        fitted.check_model()
-        if model == "digits":  # the notebook's pair at its size, as ever: nothing to say
-            return fitted, None
-        net = f"{model} (width {fitted.width})" if model == "resnet9" else model
-        images = f"{channels}-channel image folder" if side is None else f"{channels}-channel {side} px images"
-        return fitted, f"sgan: {images}: model {net} at {fitted.image_size} px (choose with --model and --image-size)"
-
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+@dataclass
+class Suggestion:
+    """What `sgan suggest-labels` picks, and from what (its settings beside the config keys of the
+    pool and the network it trains)."""
+
+    strategy: str = option("representative", "representative (per k-means cluster of learnt features the image "
+                           "nearest its centre), typical (its densest image, TypiClust) or random (uniform, the "
+                           "baseline)", choices=("representative", "typical", "random"))
+    features: str = option("contrastive", "features the clusters are made of, learnt without labels: contrastive "
+                           "(SimCLR) or gan (the discriminator of a short unsupervised GAN)",
+                           choices=("contrastive", "gan"))
+    pretext_iterations: int = option(1500, "training steps of that pretext, 256 images each", within="[1, inf)")
+
+# what each setting is about, for `sgan train --help` (every key in exactly one group, in Config's order)
+GROUPS = {
+    "data": ("data", "val_data", "unlabeled", "unlabeled_plus_pool", "eval", "test_data", "submit", "preset",
+             "n_labeled", "labels_csv", "val_fraction", "val_per_class", "test_per_class", "num_classes", "image_size",
+             "channels", "loader_workers", "stream"),
+    "model": ("model", "width", "resnet_stem", "z_dim", "generator_width", "input_noise", "channels_last", "compile"),
+    "method": ("methods", "fake_batch_size", "generator_loss", "diff_augment", "pull_away_weight", "unlabeled_weight",
+               "pseudo_label_weight", "pseudo_label_threshold", "pseudo_label_thresholds", "distribution_alignment",
+               "pseudo_label_teacher", "label_smoothing", "split_bn", "aug_policy", "aug_jitter", "aug_degrees",
+               "aug_translate", "aug_scale", "aug_stroke", "strong_cutout"),
+    "optimisation": ("iterations", "batch_size", "lr", "lr_schedule", "beta1", "seed", "threads", "device", "amp"),
+    "evaluation": ("select", "eval_every", "adabn", "set_std", "tta_flip", "ema"),
+    "run": ("out", "log_every", "tensorboard", "checkpoint_every", "progress"),
+}
+GROUP_OF = {key: group for group, keys in GROUPS.items() for key in keys}
+assert sorted(GROUP_OF) == sorted(FIELDS) and len(GROUP_OF) == sum(map(len, GROUPS.values())), "a key in no group or two"
 
 
 def check_keys(values: dict[str, Any], where: str) -> None:

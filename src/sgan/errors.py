@@ -1,9 +1,11 @@
 """The exceptions users see: the CLI prints their message on one line and exits 2 (bad input)
 or 128 + the signal's number (stopped)."""
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
@@ -53,3 +55,24 @@ def signals_deferred() -> Iterator[None]:
     if caught:
         raise Interrupted(caught[0])
 
+
+
+PAUSE_AT = "SGAN_PAUSE_AT"  # "<point>:<file>": for tests only, never set by sgan
+
+
+def pause_point(name: str) -> None:
+    """A moment a test stops a command at (tests/test_signals.py), instead of guessing it with
+    sleeps: where the environment's SGAN_PAUSE_AT names this point, the process writes its pid to
+    the file named there, waits for SIGINT or SIGTERM, and hands it to its handler as if it had
+    arrived here. Nothing anywhere else."""
+    point, _, file = os.environ.get(PAUSE_AT, "").partition(":")
+    if point != name:
+        return
+    stops = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # one sent before the wait stays pending for it
+    try:
+        Path(file).write_text(str(os.getpid()))
+        signum = signal.sigwait(stops)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    signal.raise_signal(signum)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_weights, read_shapes
+from .checkpoint import load_weights
 from .files import atomic_write_text, csv_text
 from .data import ImageSet, load_images
 from .data.prepare import LabeledTensors, check_label_range, prepare_images
@@ -105,15 +106,13 @@ class Classifier:
         if method not in self.cfg.methods:
             raise SganError(f"{run_dir}: run has no method {method!r} (it has {', '.join(self.cfg.methods)})")
         path = run.evaluated_weights(method, self.cfg)
-        shapes = read_shapes(path)
+        info = run.read_weights_info(path)
         self.method, self.image_size = method, self.cfg.image_size
-        self.channels, self.num_classes = shapes["channels"], shapes["num_classes"]
-        self.classes: list[str] = shapes.get("classes") or []  # names of an image folder's classes
-        # the training pool's pixel mean/std in model range (runs before 0.2 kept it for "+aug" methods only)
-        stats = shapes.get("input_stats") or shapes.get("standardize")
-        self.input_stats: tuple[float, float] | None = tuple(stats) if stats else None
+        self.channels, self.num_classes = info.channels, info.num_classes
+        self.classes = info.classes  # names of an image folder's classes
+        self.input_stats: tuple[float, float] = (info.input_stats[0], info.input_stats[1])  # the pool's, model range
         self.set_stats: tuple[float, float] | None = None  # set by standardized_to: a target set's mean/std
-        classifier = build_classifier(self.cfg, channels=self.channels, num_classes=self.num_classes)
+        classifier = build_classifier(dataclasses.replace(self.cfg, channels=self.channels, num_classes=self.num_classes))
         load_weights(classifier, path)
         self.network = evaluated(self.cfg, classifier)  # as the run scored it
 
@@ -122,8 +121,6 @@ class Classifier:
         mean/std of `images` (computed once, over all of them) to the training pool's. Those two
         numbers are fixed from then on (`set_stats`), so an image's answer still does not depend
         on the images beside it."""
-        if self.input_stats is None:
-            raise SganError(f"{self.method}: this run saved no input statistics (trained before sgan kept them)")
         adapted = copy.copy(self)
         adapted.set_stats = set_stats(self.inputs(self.images(images)))
         return adapted

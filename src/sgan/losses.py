@@ -15,7 +15,10 @@ import torch.nn.functional as F
 
 def supervised_loss(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy over the K classes; logits (B, K), y (B,); with `smoothing` e the target is
-    1 - e on the label plus e / K on every class."""
+    1 - e on the label plus e / K on every class. An empty batch costs 0 (an SGAN step without
+    labels is a plain GAN's: suggest-labels' warm-up)."""
+    if len(y) == 0:
+        return logits.sum() * 0.0  # 0, in the graph
     return F.cross_entropy(logits, y, label_smoothing=smoothing)
 
 

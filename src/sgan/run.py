@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     import fcntl
@@ -38,6 +38,10 @@ from .files import atomic_write_text, csv_text
 from .config import Config, config_from_dict
 from .errors import SganError
 from .registry import REGISTRY
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 RESULT_FACTS = ("train_seconds", "iterations", "selected_step")  # a method's entries that are not accuracies
 
@@ -60,6 +64,27 @@ class MethodResult:
         return cls(accuracy={k: v for k, v in entry.items() if k not in RESULT_FACTS},
                    train_seconds=entry["train_seconds"], iterations=entry["iterations"],
                    selected_step=entry.get("selected_step", entry["iterations"]))  # older runs kept the last step
+
+
+@dataclass
+class WeightsInfo:
+    """What a weights file carries beside its tensors and config: what a reader needs to rebuild
+    the network and feed it."""
+
+    channels: int
+    num_classes: int
+    classes: list[str]  # class names, when the pool was an image folder (else empty)
+    input_stats: list[float]  # the pool's pixel mean, std in model range: where a set standardization moves a set
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, entry: dict[str, Any]) -> "WeightsInfo":
+        return cls(**entry)
+
+
+Diagnostics = dict[str, dict[str, "torch.Tensor"]]  # evaluation set -> part (confusion, ...) -> tensor
 
 
 @dataclass
@@ -177,11 +202,11 @@ class Folder:
 class RunFolder(Folder):
 
     @classmethod
-    def create(cls, out: str | Path | None, *, overwrite: bool) -> "RunFolder":
-        """`out` (default runs/<timestamp>), made empty. An existing non-empty folder only with
+    def create(cls, out: str | Path, *, overwrite: bool) -> "RunFolder":
+        """`out`, made empty. An existing non-empty folder only with
         `overwrite`, and only if it is a run folder holding nothing but what sgan writes there:
         those files are removed, nothing else ever is."""
-        run = cls(Path(out) if out else default_run_path())
+        run = cls(out)
         entries = run.check_target(overwrite=overwrite)
         for entry in entries:
             if entry.is_dir():
@@ -275,6 +300,35 @@ class RunFolder(Folder):
     def diagnostics(self, method: str) -> Path:
         return self.path / f"{method}_diagnostics.safetensors"
 
+    def write_weights(self, method: str, part: str, module: "nn.Module", *, cfg: Config, info: WeightsInfo) -> None:
+        from .checkpoint import save_weights  # torch: only where weights are written
+
+        save_weights(module, self.weights(method, part), metadata={"config": json.dumps(cfg.to_dict()),
+                                                                   "shapes": json.dumps(info.to_json())})
+
+    def read_weights_info(self, path: Path) -> WeightsInfo:
+        """The record written beside the weights in `path` (one of this folder's weights files)."""
+        from .checkpoint import read_metadata
+
+        try:
+            return WeightsInfo.from_json(json.loads(read_metadata(path, "weights file")["shapes"]))
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise SganError(f"{path}: not an sgan weights file: no shapes ({e})") from None
+
+    def write_diagnostics(self, method: str, diagnostics: Diagnostics) -> None:
+        """Each evaluation set's parts as tensors named "<set>.<part>", the sets in order."""
+        from .checkpoint import save_state
+
+        save_state(self.diagnostics(method), {f"{name}.{part}": t for name, d in diagnostics.items()
+                                              for part, t in d.items()}, {"sets": list(diagnostics)})
+
+    def read_diagnostics(self, method: str) -> Diagnostics:
+        from .checkpoint import load_state
+
+        tensors, state = load_state(self.diagnostics(method))
+        return {name: {k[len(name) + 1:]: t for k, t in tensors.items() if k.startswith(name + ".")}
+                for name in state["sets"]}
+
     def sample_grid(self, method: str, step: int) -> Path:
         return self.path / "samples" / method / f"step_{step:07d}.png"
 
@@ -321,6 +375,7 @@ class RunFolder(Folder):
 
 
 def default_run_path() -> Path:
+    """Where a run goes when no folder is named (plan.py asks, once per run)."""
     return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -348,9 +403,9 @@ class SweepFolder(Folder):
     def table(self, eval_set: str, suffix: str = ".md") -> Path:
         return self.path / f"table_{eval_set}{suffix}"
 
-    def tables(self) -> dict[str, Path]:
-        """Evaluation set -> its Markdown table, in name order."""
-        return {p.stem.removeprefix("table_"): p for p in sorted(self.path.glob("table_*.md"))}
+    def read_summary(self) -> list[dict[str, Any]]:
+        """summary.json's rows (sweep/summary.py), what every table of the sweep is made from."""
+        return read_json(self.summary)
 
     def is_sweep(self) -> bool:
         return self.summary.is_file()

@@ -92,8 +92,7 @@ class RandomStreams:
     def restore(self, tensors: Tensors, prefix: str, device: torch.device) -> None:
         torch.set_rng_state(tensors[prefix + "rng.torch"])
         self.batches.set_state(tensors[prefix + "rng.batches"])
-        if prefix + "rng.ulb_batches" in tensors:
-            self.ulb_batches.set_state(tensors[prefix + "rng.ulb_batches"])
+        self.ulb_batches.set_state(tensors[prefix + "rng.ulb_batches"])
         self.aug.set_state(tensors[prefix + "rng.aug"])
         if prefix + "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors[prefix + "rng.cuda"], device)
@@ -114,7 +113,7 @@ class BestWeights:
 
 
 class BatchOrder(Protocol):
-    """The batches still to come, as index lists per kind ("lb", "ulb"): data/stream.py's TrainingBatches."""
+    """The batches still to come, as index lists per kind ("lb", "ulb"): data/batches.py's TrainingBatches."""
 
     def order(self) -> dict[str, list[int]]: ...
 
@@ -217,10 +216,10 @@ def read_checkpoint(path: Path, ranks: Ranks, cfg: Config, data: str) -> Saved |
     if differ := sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k)):
         raise SganError(f"{path} was written by a run of another config ({differ[0]}: "
                         f"{theirs.get(differ[0])!r}, this run's: {mine.get(differ[0])!r}); not resumed")
-    if state.get("data", data) != data:  # older checkpoints carry no fingerprint
+    if state["data"] != data:
         raise SganError(f"{path} was written on other data than this run's config reads now "
                         "(the files changed); not resumed")
-    world = state.get("world", 1) if state.get("method") else ranks.world  # older: one process
+    world = state["world"] if state["method"] else ranks.world
     if world != ranks.world:  # the shards, and so the saved batch orders, depend on it
         raise SganError(f"{path} was written by {world} process(es); resume it with as many "
                         f"(torchrun --nproc_per_node={world}, or none for 1)")

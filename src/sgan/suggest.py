@@ -27,17 +27,16 @@ from tqdm import tqdm
 
 from . import losses
 from .files import atomic, atomic_write_text, csv_text
-from .config import Config
+from .config import Config, Suggestion, check_values
 from .data.prepare import candidate_pool
+from .plan import make_plan
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
-from .methods.base import amp_enabled, autocast, frozen_params
-from .models import build_classifier, build_generator, memory_format
+from .methods import build_method
+from .methods.base import amp_enabled, autocast
+from .models import build_classifier, memory_format
 from .run import SuggestFolder
 
-# how a cluster's pick is chosen: nearest its centre, the most typical (densest), or no clusters at all
-STRATEGIES = ("representative", "typical", "random")
-FEATURES = ("contrastive", "gan")  # what the clusters are made of: the contrastive pretext's, a GAN discriminator's
 TYPICALITY_NEIGHBOURS = 20  # TypiClust's k
 # picks closer than this share of the features' spread (their RMS distance to their mean) count as the same
 # image: about cosine 0.98 for unit features around the origin, and scale-free, so that features sharing a
@@ -56,10 +55,10 @@ def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return colour_jitter(v, 0.4, generator) if x.shape[1] == 3 else v
 
 
-def pretext_network(cfg: Config, *, channels: int, outputs: int, device: torch.device) -> nn.Module:
+def pretext_network(cfg: Config, *, outputs: int, device: torch.device) -> nn.Module:
     """The run's classifier network with `outputs` logits and no input noise, for a pretext task."""
-    return build_classifier(dataclasses.replace(cfg, input_noise=0.0), channels=channels,
-                            num_classes=outputs).to(device, memory_format=memory_format(cfg))
+    return build_classifier(dataclasses.replace(cfg, input_noise=0.0, num_classes=outputs)).to(
+        device, memory_format=memory_format(cfg))
 
 
 @torch.no_grad()
@@ -76,7 +75,7 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
     amp = amp_enabled(cfg.amp, device)
-    net = pretext_network(cfg, channels=x.shape[1], outputs=128, device=device)
+    net = pretext_network(cfg, outputs=128, device=device)
     net.eval()  # the width of the features, without touching BatchNorm's statistics
     with torch.no_grad():
         width = net.features(x[:2].to(device)).shape[1]
@@ -98,31 +97,22 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
 
 def gan_features(x: torch.Tensor, cfg: Config, *, iterations: int, device: torch.device,
                  progress: bool = True) -> torch.Tensor:
-    """A short unsupervised GAN on the images: the run's classifier network with one logit as the
-    discriminator (with K = 1 the SGAN's real/fake losses are the plain GAN's), the run's
-    generator against it; then the discriminator's penultimate features of the plain images,
-    (N, C, H, W) -> (N, F). A DCGAN discriminator's features classify well (Radford et al. 2016)."""
+    """A short unsupervised GAN on the images, trained by the SGAN method itself: with one logit
+    (K = 1) and no labeled images its step is the plain GAN's (D(x) = sigmoid of the logit), the
+    run's networks, non-saturating, at DCGAN's Adam settings; then the discriminator's
+    penultimate features of the plain images, (N, C, H, W) -> (N, F). A DCGAN discriminator's
+    features classify well (Radford et al. 2016)."""
     torch.manual_seed(cfg.seed)
-    amp = amp_enabled(cfg.amp, device)
-    d = pretext_network(cfg, channels=x.shape[1], outputs=1, device=device)
-    g = build_generator(cfg, channels=x.shape[1]).to(device, memory_format=memory_format(cfg))
-    opt_d, opt_g = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (d, g))
+    plain_gan = dataclasses.replace(  # unlabeled_weight 2: the real and fake terms at full weight, as a GAN's
+        cfg, num_classes=1, input_noise=0.0, generator_loss="nonsaturating", pseudo_label_weight=0.0,
+        unlabeled_weight=2.0, label_smoothing=0.0, split_bn=False, diff_augment=False, pull_away_weight=0.0,
+        fake_batch_size=PRETEXT_BATCH, lr=2e-4, beta1=0.5, lr_schedule="constant")
+    gan = build_method("sgan", plain_gan, device=device)
+    no_labels = x[:0].to(device), torch.zeros(0, dtype=torch.int64, device=device)  # (0, C, H, W), (0,)
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in tqdm(range(iterations), desc="GAN warm-up", disable=not progress, leave=False):
-        real = x[torch.randint(len(x), (PRETEXT_BATCH,), generator=gen)].to(device)  # (B, C, H, W)
-        z = torch.randn(PRETEXT_BATCH, cfg.z_dim, generator=gen).to(device)
-        with autocast(real, amp):
-            fake = g(z)
-            loss_d = losses.real_loss(d(real).float()) + losses.fake_loss(d(fake.detach()).float())
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        with autocast(real, amp), frozen_params(d):
-            loss_g = losses.real_loss(d(fake).float())  # non-saturating
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-    return plain_features(d, x, device)
+        gan.train_step(*no_labels, x[torch.randint(len(x), (PRETEXT_BATCH,), generator=gen)].to(device))
+    return plain_features(gan.classifier, x, device)
 
 
 def typicality(points: np.ndarray, k: int) -> np.ndarray:
@@ -209,11 +199,10 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     Candidates are the images `sgan train` with the same config could label: the pool less its
     validation and test images. `features`: what the clusters are made of, learnt in
     `pretext_iterations` steps without labels."""
-    if strategy not in STRATEGIES:
-        raise SganError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-    if features not in FEATURES:
-        raise SganError(f"unknown features {features!r}; choose from {', '.join(FEATURES)}")
-    cfg, pool, candidates = candidate_pool(cfg)
+    check_values(Suggestion(strategy, features, pretext_iterations), "suggest-labels")
+    plan = make_plan(cfg, labeled=False)
+    cfg = plan.config
+    pool, candidates = candidate_pool(cfg, plan.pool)
     if not 0 < budget <= len(candidates):
         raise SganError(f"budget must be between 1 and the {len(candidates)} candidate images, got {budget}")
     folder = SuggestFolder(out)

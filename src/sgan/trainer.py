@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -22,33 +21,24 @@ from torch import nn
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
-from .checkpoint import save_state, save_weights
 from .files import atomic
 from .config import Config, resolve
 from .data import Prepared, prepare
-from .data.prepare import LabeledTensors
-from .data.stream import StreamedFolder, TrainingBatches
+from .data.batches import StreamedFolder, TrainingBatches
 from .distributed import (Ranks, agree, broadcast, check_in_step, data_parallel, process_group, rank_device,
                           ranks_from_env, shard)
-from .errors import Interrupted, SganError, WriteError, on_signals
+from .errors import Interrupted, SganError, WriteError, on_signals, pause_point
 from .evaluate import accuracy, evaluate, load, write_submission
 from .methods import Method, augmentation, build_method
 from .methods.base import moving_average
 from .models import evaluated
 from .registry import REGISTRY
 from .report import plot_losses, save_sample_grid, write_html_report
-from .run import MethodResult, Metrics, RunFolder, RunProtocol, default_run_path
+from .plan import Plan, make_plan
+from .run import MethodResult, Metrics, RunFolder, RunProtocol, WeightsInfo
 from .state import Checkpoint, RandomStreams, Saved, TrainingState, read_checkpoint
 
 SHOWN_LOSSES = ("loss_d", "loss_g", "loss_sup")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SganError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def lr_schedules(method: Method, cfg: Config) -> list[torch.optim.lr_scheduler.LRScheduler]:
@@ -91,15 +81,34 @@ def warn_skipped(run: RunFolder, skipped: list[tuple[str, str]]) -> None:
           f"(listed in {run.skipped})", file=sys.stderr)
 
 
+@dataclass
+class Context:
+    """One run in progress, what every method's training reads: the plan, its data, the run
+    folder, this process's device and rank, the log, the checkpoint and the stop flag."""
+
+    plan: Plan
+    data: Prepared
+    run: RunFolder
+    device: torch.device
+    ranks: Ranks
+    log: TextIO  # metrics.jsonl on rank 0, memory on the others
+    ckpt: Checkpoint
+    stop: StopRequest
+
+    @property
+    def cfg(self) -> Config:
+        return self.plan.config
+
+
 class Monitor:
     """What a method's training shows and keeps on rank 0: loss lines and validation checks in
     metrics.jsonl, the best weights so far, sample grids of a fixed noise batch, TensorBoard."""
 
-    def __init__(self, training: TrainingState, cfg: Config, val: LabeledTensors, run: RunFolder, log: TextIO) -> None:
-        self.training, self.cfg, self.val, self.run, self.log = training, cfg, val, run, log
-        self.name = training.name
-        self.fixed_noise = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(training.device)
-        self.tb = self.tensorboard() if cfg.tensorboard and training.ranks.main else None
+    def __init__(self, ctx: Context, training: TrainingState) -> None:
+        self.ctx, self.training, self.cfg, self.name = ctx, training, ctx.cfg, training.name
+        self.fixed_noise = torch.randn(64, self.cfg.z_dim,
+                                       generator=torch.Generator().manual_seed(self.cfg.seed)).to(training.device)
+        self.tb = self.tensorboard() if self.cfg.tensorboard and ctx.ranks.main else None
 
     def tensorboard(self) -> Any:
         """torch's SummaryWriter for this method's event files."""
@@ -107,18 +116,18 @@ class Monitor:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise SganError("tensorboard logs need the tensorboard package: pip install tensorboard") from None
-        return SummaryWriter(log_dir=str(self.run.tensorboard(self.name)))
+        return SummaryWriter(log_dir=str(self.ctx.run.tensorboard(self.name)))
 
     def losses(self, step: int, losses: dict[str, float]) -> None:
-        self.log.write(json.dumps({"method": self.name, "step": step, **losses}) + "\n")
+        self.ctx.log.write(json.dumps({"method": self.name, "step": step, **losses}) + "\n")
         if self.tb is not None:
             for key, value in losses.items():
                 self.tb.add_scalar(key, value, step)
 
     def validate(self, step: int) -> float:
         """Validation accuracy now; the best weights so far and a sample grid kept."""
-        training = self.training
-        val = accuracy(evaluated(self.cfg, training.scored), self.val.x, self.val.y)
+        training, val_set = self.training, self.ctx.data.evals["val"]
+        val = accuracy(evaluated(self.cfg, training.scored), val_set.x, val_set.y)
         if self.cfg.select == "best_val":
             training.best.offer(val, step, training.scored)
         generator = training.method.generator
@@ -127,7 +136,7 @@ class Monitor:
                 generator.eval()
                 fake = generator(self.fixed_noise)  # (64, C, H, W)
                 generator.train()
-            path = self.run.sample_grid(self.name, step)
+            path = self.ctx.run.sample_grid(self.name, step)
             path.parent.mkdir(parents=True, exist_ok=True)
             save_sample_grid(fake, path)
             if self.tb is not None:
@@ -136,8 +145,8 @@ class Monitor:
         if self.tb is not None:
             self.tb.add_scalar("val_accuracy", val, step)
         # seconds: training time so far, without evaluations (what time-to-accuracy measures)
-        self.log.write(json.dumps({"method": self.name, "step": step, "val": val,
-                                   "seconds": round(training.train_seconds, 3)}) + "\n")
+        self.ctx.log.write(json.dumps({"method": self.name, "step": step, "val": val,
+                                       "seconds": round(training.train_seconds, 3)}) + "\n")
         return val
 
     def close(self) -> None:
@@ -145,14 +154,14 @@ class Monitor:
             self.tb.close()
 
 
-def start_method(name: str, cfg: Config, data: Prepared, device: torch.device, ranks: Ranks,
-                 saved: tuple[dict, dict] | None) -> TrainingState:
+def start_method(ctx: Context, name: str, saved: tuple[dict, dict] | None) -> TrainingState:
     """A method's networks, optimizers, schedules, generators and batches, from the seed or from
     a checkpoint. Every rank builds the same initial networks, then trains on its own shard."""
+    cfg, data, ranks = ctx.cfg, ctx.data, ctx.ranks
     streams = RandomStreams.seeded(cfg.seed, streamed=isinstance(data.x_ulb, StreamedFolder))
     torch.manual_seed(cfg.seed)
-    method = build_method(name, cfg, channels=data.channels, num_classes=data.num_classes, device=device,
-                          augment=augmentation(cfg, data.channels, streams.aug), wrap=partial(data_parallel, ranks=ranks))
+    method = build_method(name, cfg, device=ctx.device, augment=augmentation(cfg, streams.aug),
+                          wrap=partial(data_parallel, ranks=ranks))
     x_lb, y_lb, x_ulb = data.labeled.x, data.labeled.y, data.x_ulb
     if ranks.parallel:  # every rank trains on its own shard
         lb_shard, ulb_shard = shard(len(x_lb), ranks), shard(len(x_ulb), ranks)
@@ -160,11 +169,11 @@ def start_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
         x_ulb = x_ulb[ulb_shard] if isinstance(x_ulb, torch.Tensor) else x_ulb.subset(ulb_shard)
     batches = TrainingBatches(x_lb, y_lb, x_ulb, batch_size=cfg.batch_size, lb_generator=streams.batches,
                               ulb_generator=streams.ulb_batches, use_ulb=REGISTRY[name].uses_unlabeled,
-                              workers=cfg.loader_workers, device=device)
+                              workers=cfg.loader_workers, device=ctx.device)
     scored: nn.Module = method.classifier
     if cfg.ema > 0:
         scored = moving_average(method.classifier, cfg.ema)
-    training = TrainingState(name, method, scored, lr_schedules(method, cfg), streams, batches, ranks, device)
+    training = TrainingState(name, method, scored, lr_schedules(method, cfg), streams, batches, ranks, ctx.device)
     if saved is not None:
         training.restore(*saved)
     elif ranks.parallel:
@@ -172,12 +181,11 @@ def start_method(name: str, cfg: Config, data: Prepared, device: torch.device, r
     return training
 
 
-def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunFolder, log: TextIO,
-                 ckpt: Checkpoint, stop: StopRequest) -> MethodResult | None:
+def train_method(ctx: Context, training: TrainingState) -> MethodResult | None:
     """One method's training loop; under torchrun every rank runs it on its shard and rank 0
     evaluates, checkpoints and saves (the other ranks return None)."""
-    name, method, ranks = training.name, training.method, training.ranks
-    monitor = Monitor(training, cfg, data.evals["val"], run, log)
+    cfg, name, method, ranks = ctx.cfg, training.name, training.method, ctx.ranks
+    monitor = Monitor(ctx, training)
     shown: dict[str, str] = {}  # the progress bar's short summary
     bar = tqdm(range(training.step + 1, cfg.iterations + 1), desc=name, leave=False, mininterval=0.5,
                dynamic_ncols=True, initial=training.step, total=cfg.iterations,
@@ -187,9 +195,10 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
         losses = method.train_step(*training.batches.next())
         # the ranks stop together, at the step they agree on: a signal that lands after this is
         # acted on at the next step
-        losses, stopping = agree(losses, stop.signum is not None, ranks, training.device)
+        losses, stopping = agree(losses, ctx.stop.signum is not None, ranks, training.device)
         if bad := [k for k, v in losses.items() if not math.isfinite(v)]:
-            last = f"the last good checkpoint is {ckpt.path}" if ckpt.path.is_file() else "no checkpoint written yet"
+            last = f"the last good checkpoint is {ctx.ckpt.path}" if ctx.ckpt.path.is_file() else \
+                "no checkpoint written yet"
             raise SganError(f"{name}: {bad[0]} is {losses[bad[0]]} at step {step}; stopped, nothing written as "
                             f"final ({last})")
         rates = dict(zip(("lr", "lr_g"), (opt.param_groups[0]["lr"] for opt in method.optimizers())))  # this step's
@@ -200,37 +209,37 @@ def train_method(training: TrainingState, cfg: Config, data: Prepared, run: RunF
         if ranks.main and (step % cfg.eval_every == 0 or step == cfg.iterations):
             shown["val"] = f"{monitor.validate(step):.3f}"
         bar.set_postfix(shown, refresh=False)
-        log.flush()
+        ctx.log.flush()
         if step % cfg.checkpoint_every == 0 or stopping:
-            ckpt.save(training)
+            ctx.ckpt.save(training)
         if stopping:  # another rank may have got the signal
-            raise Interrupted(stop.signum or signal.SIGTERM, f"after step {step}; checkpoint written, continue with: "
-                              f"sgan train --resume {run.path}", quiet=not ranks.main)
+            raise Interrupted(ctx.stop.signum or signal.SIGTERM, f"after step {step}; checkpoint written, continue "
+                              f"with: sgan train --resume {ctx.run.path}", quiet=not ranks.main)
+        pause_point("training")  # a signal here is acted on after the next step
     bar.close()
     training.batches.close()
     monitor.close()
     if training.batches.skipped and ranks.main:
-        warn_skipped(run, data.skipped + training.batches.skipped)
+        warn_skipped(ctx.run, ctx.data.skipped + training.batches.skipped)
     check_in_step(method.classifier, ranks)
-    return finish_method(training, cfg, data, run) if ranks.main else None
+    return finish_method(ctx, training) if ranks.main else None
 
 
-def finish_method(training: TrainingState, cfg: Config, data: Prepared, run: RunFolder) -> MethodResult:
+def finish_method(ctx: Context, training: TrainingState) -> MethodResult:
     """The kept weights (best on validation, or the last) scored once on every evaluation set;
     weights, diagnostics and the last sample grid written."""
+    cfg, run, data = ctx.cfg, ctx.run, ctx.data
     name, scored, best = training.name, training.scored, training.best
     if best.weights is not None:  # chosen on validation; test sets are scored once, here
         scored.load_state_dict(best.weights)
     accuracies, diagnostics = evaluate(evaluated(cfg, scored), data.evals, adabn=cfg.adabn,
                                        set_std=data.pool_stats if cfg.set_std else None)
-    save_state(run.diagnostics(name), {f"{k}.{part}": t for k, d in diagnostics.items() for part, t in d.items()},
-               {"sets": list(diagnostics)})
-    # input_stats: the pool's pixel mean/std, what an explicit set standardization moves a set to
-    shapes = {"channels": data.channels, "num_classes": data.num_classes, "classes": data.classes,
-              "input_stats": list(data.pool_stats)}
+    run.write_diagnostics(name, diagnostics)
+    info = WeightsInfo(channels=cfg.channels, num_classes=cfg.num_classes, classes=data.classes,
+                       input_stats=list(data.pool_stats))
     averaged = {"ema": scored.module} if scored is not training.method.classifier else {}  # an AveragedModel
     for part, module in {**training.method.modules(), **averaged}.items():  # the raw classifier and the EMA's
-        save_weights(module, run.weights(name, part), config=cfg.to_dict(), shapes=shapes)
+        run.write_weights(name, part, module, cfg=cfg, info=info)
     if training.method.generator is not None:  # the last step always took a snapshot
         with atomic(run.final_samples(name)) as tmp:
             shutil.copyfile(run.sample_grid(name, cfg.iterations), tmp)
@@ -238,91 +247,89 @@ def finish_method(training: TrainingState, cfg: Config, data: Prepared, run: Run
                         selected_step=best.step if best.weights is not None else cfg.iterations)
 
 
-def train(cfg: Config | None = None, *, overwrite: bool = False, resume: str | Path | None = None,
+def train(cfg: Config | Plan | None = None, *, overwrite: bool = False, resume: str | Path | None = None,
           **overrides: Any) -> Metrics:
     """Train every configured method on the same split; returns (and writes) metrics.json's content.
 
-    `train(data="train.csv", n_labeled=100)` or `train(cfg)`; keyword overrides win over `cfg`.
-    `train(resume="runs/a")` continues a stopped or killed run from its last checkpoint.
+    `train(data="train.csv", n_labeled=100)` or `train(cfg)`; keyword overrides win over `cfg`;
+    or `train(plan)`, a plan made by `sgan.plan.make_plan`. `train(resume="runs/a")` continues a
+    stopped or killed run from its last checkpoint, with the plan made again from its config.json.
     Under torchrun (RANK / WORLD_SIZE set) every process calls this; see distributed.py.
     """
-    if resume is None:
-        cfg = resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides})
-        cfg = dataclasses.replace(cfg, out=cfg.out or str(default_run_path()))
+    if isinstance(cfg, Plan) and not overrides and resume is None:
+        plan = cfg
+    elif isinstance(cfg, Plan):
+        raise SganError("train(plan) takes the plan as made; give it no other settings")
+    elif resume is not None:
+        plan = make_plan(RunFolder(resume).read_config())
+    else:
+        plan = make_plan(resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides}))
     ranks = ranks_from_env()  # under torchrun: one process per device, data parallel; rank 0 writes
-    folder = RunFolder(resume if resume is not None else cfg.out)
+    folder = RunFolder(resume if resume is not None else plan.config.out)
     with folder.in_use() if ranks.main else nullcontext():
-        return _train_in(folder, cfg, ranks, overwrite=overwrite, resume=resume)
-
-
-def _train_in(folder: RunFolder, cfg: Config | None, ranks: Ranks, *, overwrite: bool,
-             resume: str | Path | None) -> Metrics:
-    """train() inside its folder, this process its one writer."""
-    if resume is not None:
-        cfg = folder.read_config()
-        if folder.is_complete():
+        if resume is not None and folder.is_complete():
             raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
-    else:  # a folder that cannot take the run is refused before the data is read
-        folder.check_target(overwrite=overwrite)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = rank_device(pick_device(cfg.device), ranks)
-    data = prepare(cfg)
-    cfg = data.config  # its model and image size fitted to the data
-    if data.chosen and ranks.main:
-        print(data.chosen, file=sys.stderr)
-    with process_group(ranks, device):
-        try:
-            return train_all(cfg, data, device, ranks, overwrite=overwrite, resume=resume)
-        except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
-            what = str(e) if isinstance(e, WriteError) else f"{e.filename or folder.path}: {e.strerror or e}"
-            hint = f"; the run is incomplete, continue it with: sgan train --resume {folder.path}" \
-                if folder.config.is_file() else ""
-            raise SganError(what + hint) from None
+        if resume is None:  # a folder that cannot take the run is refused before the images are prepared
+            folder.check_target(overwrite=overwrite)
+        if plan.config.threads:
+            torch.set_num_threads(plan.config.threads)
+        if plan.chosen and ranks.main:
+            print(plan.chosen, file=sys.stderr)
+        data = prepare(plan.config, plan.pool)
+        pause_point("prepared")
+        device = rank_device(torch.device(plan.device), ranks)
+        with process_group(ranks, device):
+            try:
+                return train_all(plan, data, folder, device, ranks, overwrite=overwrite, resume=resume is not None)
+            except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
+                what = str(e) if isinstance(e, WriteError) else f"{e.filename or folder.path}: {e.strerror or e}"
+                hint = f"; the run is incomplete, continue it with: sgan train --resume {folder.path}" \
+                    if folder.config.is_file() else ""
+                raise SganError(what + hint) from None
 
 
-def create_run(cfg: Config, data: Prepared, ranks: Ranks, *, overwrite: bool) -> Config:
-    """Rank 0 makes the run folder and writes the resolved config and the split; every rank
-    gets that config (its `out` the folder), or the same one-line error."""
-    made: Config | str = ""
+def create_run(plan: Plan, data: Prepared, ranks: Ranks, *, overwrite: bool) -> None:
+    """Rank 0 makes the run folder and writes the plan's config and the split; every rank gets the
+    same one-line error if that fails."""
+    error = ""
     if ranks.main:
         try:
-            run = RunFolder.create(cfg.out, overwrite=overwrite)
-            made = dataclasses.replace(cfg, out=str(run), num_classes=data.num_classes)
-            run.write_config(made)
+            run = RunFolder.create(plan.config.out, overwrite=overwrite)
+            run.write_config(plan.config)
             run.write_split(data.split.to_dict())
-        except SganError as error:
-            made = str(error)
-    made = broadcast(made, ranks)
-    if isinstance(made, str):
-        raise SganError(made)
-    return made
+        except SganError as e:
+            error = str(e)
+    if error := broadcast(error, ranks):
+        raise SganError(error)
 
 
-def train_all(cfg: Config, data: Prepared, device: torch.device, ranks: Ranks, *, overwrite: bool,
-              resume: str | Path | None) -> Metrics:
-    if resume is None:
-        cfg = create_run(cfg, data, ranks, overwrite=overwrite)
-    run = RunFolder(resume if resume is not None else cfg.out)
+def train_all(plan: Plan, data: Prepared, run: RunFolder, device: torch.device, ranks: Ranks, *, overwrite: bool,
+              resume: bool) -> Metrics:
+    """Every method of the plan in turn into `run`, each resumed where the checkpoint left it;
+    metrics.json last."""
+    cfg = plan.config
+    if not resume:
+        create_run(plan, data, ranks, overwrite=overwrite)
     if data.skipped and ranks.main:
         warn_skipped(run, data.skipped)
     fingerprint = data.fingerprint()
-    saved = read_checkpoint(run.checkpoint, ranks, cfg, fingerprint) if resume is not None else None
-    if resume is not None and ranks.main:
+    saved = read_checkpoint(run.checkpoint, ranks, cfg, fingerprint) if resume else None
+    if resume and ranks.main:
         say_resumed(run, saved)
     # only rank 0 writes the log; the others keep theirs in memory
     with (open(run.log, "a+") if ranks.main else io.StringIO()) as log, stop_on_signals() as stop:
         log.truncate(saved.log_bytes if saved else 0)  # lines after the checkpoint are redone
         log.seek(0, os.SEEK_END)
         ckpt = Checkpoint(run.checkpoint, cfg, log, ranks, done=saved.done if saved else {}, data=fingerprint)
+        ctx = Context(plan, data, run, device, ranks, log, ckpt, stop)
         for name in cfg.methods:
             if name in ckpt.done:
                 continue
             if stop.signum is not None:  # a signal while the last method was scored
                 raise Interrupted(stop.signum, f"before {name}; continue with: sgan train --resume {run.path}",
                                   quiet=not ranks.main)
-            training = start_method(name, cfg, data, device, ranks, saved.of(name) if saved else None)
-            result = train_method(training, cfg, data, run, log, ckpt, stop)
+            training = start_method(ctx, name, saved.of(name) if saved else None)
+            result = train_method(ctx, training)
             ckpt.done[name] = result.to_json() if result else {}
             ckpt.save()
     metrics = Metrics(protocol_of(cfg, data), {})

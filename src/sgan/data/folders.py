@@ -90,19 +90,25 @@ def decode_all(paths: list[Path], *, size: int, channels: int, workers: int) -> 
     return images[ok], ok, skipped
 
 
-def read_folder(folder: Path, *, size: int, channels: int, workers: int = 0) -> ImageSet:
-    """Class subfolders -> a labeled set (classes in sorted name order); image files directly
-    in `folder` (or no subfolder with images) -> an unlabeled set."""
+def folder_classes(folder: Path) -> tuple[list[str], list[Path], np.ndarray | None]:
+    """A folder's class names, image files and their labels, without decoding a file: class
+    subfolders -> a labeled set (classes in sorted name order); image files directly in `folder`
+    (or no subfolder with images) -> an unlabeled one (no classes, labels None)."""
     subdirs = {d.name: files for d in sorted(folder.iterdir()) if d.is_dir() and (files := image_files(d))}
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS]
     if subdirs and not loose:
-        classes, per_class = list(subdirs), list(subdirs.values())
-        paths = [p for files in per_class for p in files]
+        per_class = list(subdirs.values())
         labels = np.concatenate([np.full(len(files), c, dtype=np.int64) for c, files in enumerate(per_class)])
-    else:
-        classes, paths, labels = [], image_files(folder), None
+        return list(subdirs), [p for files in per_class for p in files], labels
+    paths = image_files(folder)
     if not paths:
         raise SganError(f"{folder}: no image files ({', '.join(EXTENSIONS)})")
+    return [], paths, None
+
+
+def read_folder(folder: Path, *, size: int, channels: int, workers: int = 0) -> ImageSet:
+    """Every image of `folder` (`folder_classes`) decoded at this size and channels."""
+    classes, paths, labels = folder_classes(folder)
     images, ok, skipped = decode_all(paths, size=size, channels=channels, workers=workers)
     if len(images) == 0:
         raise SganError(f"{folder}: none of its {len(paths)} image files could be decoded "

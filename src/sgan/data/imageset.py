@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import SganError
+
 
 @dataclass
 class ImageSet:
@@ -38,9 +40,11 @@ class ImageSet:
         )
 
     def require_labels(self) -> np.ndarray:
-        from ..errors import SganError
-
         if self.labels is None:
-            raise SganError(f"{self.source}: has no labels (a CSV needs a 'label' column; "
-                            "an IDX image file needs its labels file beside it)")
+            raise no_labels(self.source)
         return self.labels
+
+
+def no_labels(source: str) -> SganError:
+    return SganError(f"{source}: has no labels (a CSV needs a 'label' column; an IDX image file needs its labels "
+                     "file beside it; an image folder, one subfolder per class)")

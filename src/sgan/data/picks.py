@@ -19,10 +19,9 @@ class Picks:
     classes: list[str]  # class names when the labels were names, else empty
 
 
-def read_picks(path: str, pool: ImageSet) -> Picks:
-    """Rows `index,path,label`: index into the pool, the file it named (checked against the pool,
-    so a changed folder is caught), and the label a person wrote: a class number, or a class name
-    (the pool's class folders, or else the names found, sorted)."""
+def read_rows(path: str) -> list[tuple[str, int, str, str]]:
+    """Rows `index,path,label` of a filled-in picks.csv, each as (where, index, path named, label
+    written), the header, the index numbers, the labels and repeats checked."""
     file = Path(path)
     if not file.is_file():
         raise SganError(f"{path}: labels CSV not found")
@@ -30,33 +29,51 @@ def read_picks(path: str, pool: ImageSet) -> Picks:
         rows = list(csv.DictReader(f))
     if not rows or not {"index", "label"} <= set(rows[0]):
         raise SganError(f"{path}: expected a header with 'index' and 'label' and at least one row")
-    index, written = [], []
+    read = []
     for line, row in enumerate(rows, start=2):
         where = f"{path} line {line}"
         try:
             i = int(row["index"])
         except (TypeError, ValueError):
             raise SganError(f"{where}: index {row['index']!r} is not a whole number") from None
-        if not 0 <= i < len(pool):
-            raise SganError(f"{where}: index {i} is outside the pool's {len(pool)} images ({pool.source})")
-        named = (row.get("path") or "").strip()
-        if named and pool.paths is not None and named != str(pool.paths[i]):
-            raise SganError(f"{where}: image {i} is {named} here but {pool.paths[i]} in {pool.source} "
-                            "(did the folder change?)")
         label = (row["label"] or "").strip()
         if not label:
             raise SganError(f"{where}: no label; fill in the label column")
-        index.append(i)
-        written.append(label)
+        read.append((where, i, (row.get("path") or "").strip(), label))
+    index = [i for _, i, _, _ in read]
     if len(set(index)) != len(index):
         raise SganError(f"{path}: an image is listed twice (index {next(i for i in index if index.count(i) > 1)})")
+    return read
+
+
+def label_numbers(written: list[str], *, classes: list[str], numbered: bool, path: str, source: str
+                  ) -> tuple[np.ndarray, list[str]]:
+    """The labels a person wrote as class numbers, and the class names they used (empty when they
+    wrote numbers): a class number, or a class name (`classes`, a pool's class folders, or else
+    the names found, sorted). `numbered`: the pool's own labels are numbers without names."""
     if all(w.lstrip("-").isdigit() for w in written):
-        return Picks(np.array(index), np.array([int(w) for w in written], dtype=np.int64), [])
-    if pool.labels is not None and not pool.classes:
+        return np.array([int(w) for w in written], dtype=np.int64), []
+    if numbered:
         raise SganError(f"{path}: label {next(w for w in written if not w.lstrip('-').isdigit())!r} is not a class "
-                        f"number, and {pool.source} has no class names")
-    classes = pool.classes or sorted(set(written))
+                        f"number, and {source} has no class names")
+    classes = classes or sorted(set(written))
     unknown = sorted(set(written) - set(classes))
     if unknown:
-        raise SganError(f"{path}: label {unknown[0]!r} is not a class of {pool.source} ({', '.join(classes)})")
-    return Picks(np.array(index), np.array([classes.index(w) for w in written], dtype=np.int64), list(classes))
+        raise SganError(f"{path}: label {unknown[0]!r} is not a class of {source} ({', '.join(classes)})")
+    return np.array([classes.index(w) for w in written], dtype=np.int64), list(classes)
+
+
+def read_picks(path: str, pool: ImageSet) -> Picks:
+    """The picks of `path` in `pool`: each row's index inside the pool, the file it named checked
+    against the pool's (so a changed folder is caught), its label as a class number."""
+    rows = read_rows(path)
+    for where, i, named, _ in rows:
+        if not 0 <= i < len(pool):
+            raise SganError(f"{where}: index {i} is outside the pool's {len(pool)} images ({pool.source})")
+        if named and pool.paths is not None and named != str(pool.paths[i]):
+            raise SganError(f"{where}: image {i} is {named} here but {pool.paths[i]} in {pool.source} "
+                            "(did the folder change?)")
+    labels, classes = label_numbers([label for *_, label in rows], classes=pool.classes,
+                                    numbered=pool.labels is not None and not pool.classes, path=path,
+                                    source=pool.source)
+    return Picks(np.array([i for _, i, _, _ in rows]), labels, classes)

@@ -7,17 +7,16 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ..config import Config
 from ..errors import SganError
 from .imageset import ImageSet
 from .picks import Picks, read_picks
-from .stream import STATS_SAMPLE, StreamedFolder
-from .readers import load_images
+from .batches import STATS_SAMPLE, StreamedFolder
+from .readers import Source, load_images
 from .splits import Split, split_pool
 from .transforms import resize, set_stats, to_model_range
 
@@ -28,15 +27,16 @@ class LabeledTensors:
     y: torch.Tensor  # (N,) int64
 
 
+if TYPE_CHECKING:
+    from ..config import Config
+
+
 @dataclass
 class Prepared:
-    config: Config  # the config it was prepared for, its model and image size fitted to the data
-    chosen: str | None  # the line saying what the fit chose, for the run to print (None: nothing)
     labeled: LabeledTensors
     x_ulb: torch.Tensor | StreamedFolder  # (M, C, H, W) float in [-1, 1], or a folder decoded as it trains
     evals: dict[str, LabeledTensors]  # "val" first, then the named extra sets
     num_classes: int
-    channels: int
     split: Split
     pool_stats: tuple[float, float]  # pixel mean, std of the whole pool in model range
     summary: dict[str, int] = field(default_factory=dict)
@@ -76,11 +76,6 @@ def check_label_range(labels: np.ndarray, num_classes: int, source: str) -> None
         raise SganError(f"{source}: label {int(labels[bad[0]])} of image {int(bad[0])} is outside 0..{num_classes - 1}")
 
 
-def infer_num_classes(cfg: Config, *labels: np.ndarray | None) -> int:
-    """The configured K, else the largest label found + 1 (0 when nothing is labeled)."""
-    return cfg.num_classes or max((int(y.max()) + 1 for y in labels if y is not None and len(y)), default=0)
-
-
 def prepare_images(images: np.ndarray, size: int) -> torch.Tensor:
     return to_model_range(resize(images, size))
 
@@ -96,19 +91,12 @@ def pool_part(pool_x: torch.Tensor, labels: np.ndarray, index: np.ndarray) -> La
 
 
 def read_source(cfg: Config, path: str) -> ImageSet:
-    assert cfg.image_size is not None, "read_pool fits the image size first"
-    return load_images(path, size=cfg.image_size, channels=cfg.channels or 3, workers=cfg.loader_workers)
+    """Another set than the pool (validation, evaluation, unlabeled), at the run's size and channels."""
+    return load_images(path, size=cfg.image_size, channels=cfg.channels, workers=cfg.loader_workers)
 
 
-def read_pool(cfg: Config) -> tuple[Config, ImageSet, str | None]:
-    """The config fitted to the labeled pool (`Config.fit_to_data`), the pool (an image folder
-    decoded at the fitted size) and the line saying what was chosen, if anything."""
-    if Path(cfg.data).is_dir():
-        cfg, said = cfg.fit_to_data(channels=cfg.channels or 3, side=None)
-        return cfg, read_source(cfg, cfg.data), said
-    pool = load_images(cfg.data)  # arrays are resized later, to the fitted size
-    cfg, said = cfg.fit_to_data(channels=pool.images.shape[1], side=pool.images.shape[2])
-    return cfg, pool, said
+def read_pool(cfg: Config, pool: Source) -> ImageSet:
+    return pool.read(size=cfg.image_size, channels=cfg.channels, workers=cfg.loader_workers)
 
 
 def split_of(cfg: Config, y: np.ndarray | None, n: int, num_classes: int, *, own_val: bool,
@@ -152,22 +140,21 @@ def check_sets(pool: ImageSet, split: Split, sets: dict[str, ImageSet], unlabele
                         "or give --val-per-class or --val-data")
 
 
-def candidate_pool(cfg: Config) -> tuple[Config, ImageSet, np.ndarray]:
-    """The config fitted to the pool, the pool (images at the run's size) and the images a
-    person may be asked to label: all but the validation and test images that `sgan train` with
-    this config would take."""
-    cfg, pool, _ = read_pool(cfg)
+def candidate_pool(cfg: Config, source: Source) -> tuple[ImageSet, np.ndarray]:
+    """The pool (images at the run's size) and the images a person may be asked to label: all
+    but the validation and test images that `sgan train` with this config would take. `cfg` is a
+    plan's config (plan.py), fitted to `source`."""
+    pool = read_pool(cfg, source)
     pool = dataclasses.replace(pool, images=resize(pool.images, cfg.image_size))
-    y = pool.labels
-    num_classes = infer_num_classes(cfg, y)
-    split = split_of(cfg, y, len(pool), num_classes, own_val=bool(cfg.val_data), picks=None, source=pool.source)
-    return cfg, pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
+    split = split_of(cfg, pool.labels, len(pool), cfg.num_classes, own_val=bool(cfg.val_data), picks=None,
+                     source=pool.source)
+    return pool, np.sort(np.concatenate([split.labeled, split.unlabeled]))
 
 
-def prepare(cfg: Config) -> Prepared:
-    cfg, pool, chosen = read_pool(cfg)
-    if pool.classes and len(pool.classes) < 2:
-        raise SganError(f"{pool.source}: labeled folder has one class ({pool.classes[0]}); a classifier needs two or more")
+def prepare(cfg: Config, source: Source) -> Prepared:
+    """Every set of a run as tensors at the run's size: `cfg` is a plan's config (plan.py), its
+    model, size, channels and classes chosen; `source` its labeled pool, opened."""
+    pool = read_pool(cfg, source)
     picks = read_picks(cfg.labels_csv, pool) if cfg.labels_csv else None
     extra = {name: read_source(cfg, path) for name, path in cfg.eval.items()}
     val_set = read_source(cfg, cfg.val_data) if cfg.val_data else None
@@ -178,7 +165,7 @@ def prepare(cfg: Config) -> Prepared:
                         "(and no test set can be held out of it)")
     else:  # the pool's own labels, if any, only split off validation and test
         y = pool.labels
-    num_classes = infer_num_classes(cfg, y, picks.labels if picks else None)
+    num_classes = cfg.num_classes
     if y is not None:
         check_label_range(y, num_classes, pool.source)
     split = split_of(cfg, y, len(pool), num_classes, own_val=val_set is not None, picks=picks, source=pool.source)
@@ -187,7 +174,6 @@ def prepare(cfg: Config) -> Prepared:
         y = y.copy() if y is not None else np.zeros(len(pool), dtype=np.int64)  # unlabeled rows: never read
         y[picks.index] = picks.labels
     size = cfg.image_size
-    assert size is not None  # fitted by read_pool
     pool_x = prepare_images(pool.images, size)  # the pool is resized and scaled once; parts index it
     streamed: StreamedFolder | None = None
     if cfg.unlabeled is None:
@@ -195,7 +181,7 @@ def prepare(cfg: Config) -> Prepared:
     elif cfg.stream:  # only the file list now; decoded batch by batch while training
         if not Path(cfg.unlabeled).is_dir():
             raise SganError(f"--stream needs --unlabeled to be an image folder, got {cfg.unlabeled!r}")
-        streamed = x_ulb = StreamedFolder.open(cfg.unlabeled, size=size, channels=pool.images.shape[1])
+        streamed = x_ulb = StreamedFolder.open(cfg.unlabeled, size=size, channels=cfg.channels)
     else:
         if cfg.unlabeled in extra:  # an evaluation set used unlabeled: transductive
             unlabeled = extra[cfg.unlabeled]
@@ -209,20 +195,16 @@ def prepare(cfg: Config) -> Prepared:
     held_out = {"test": pool.subset(split.test)} if cfg.test_per_class else {}
     sets = {"val": val_set or pool.subset(split.validation), **held_out, **extra}
     check_sets(pool, split, sets, None if streamed else unlabeled)
-    channels = pool.images.shape[1]
     evals = {name: labeled_tensors(s, num_classes, size) for name, s in extra.items()}
     val = labeled_tensors(val_set, num_classes, size) if val_set else pool_part(pool_x, y, split.validation)
     if cfg.test_per_class:
         evals = {"test": pool_part(pool_x, y, split.test), **evals}
     sources = [pool, *([] if streamed else [unlabeled]), *extra.values(), *([val_set] if val_set else [])]
     return Prepared(
-        config=cfg,
-        chosen=chosen,
         labeled=pool_part(pool_x, y, split.labeled),
         x_ulb=x_ulb,
         evals={"val": val, **evals},
         num_classes=num_classes,
-        channels=channels,
         split=split,
         pool_stats=set_stats(pool_x),
         summary={"labeled": len(split.labeled), "unlabeled": len(x_ulb),

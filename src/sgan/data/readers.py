@@ -11,12 +11,13 @@ import re
 import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import SganError
-from .folders import read_folder
+from .folders import folder_classes, read_folder
 from .imageset import ImageSet
 
 BUILTIN = "sklearn-digits"
@@ -40,6 +41,35 @@ def load_images(path: str, *, size: int = 64, channels: int = 3, workers: int = 
     if name.endswith(".npz"):
         return read_npz(p)
     raise SganError(f"{path}: unknown format; expected .csv, IDX (*-idx3-ubyte[.gz]), .npz or an image folder")
+
+
+@dataclass
+class Source:
+    """A labeled pool opened for a plan: what it holds, read before anything is sized for it. A
+    file is read whole (its images' shape is in it); an image folder is only listed, and decoded
+    by `read` at the size the plan chose."""
+
+    path: str
+    channels: int | None  # None: an image folder, decoded to the channels the plan chooses
+    side: int | None  # None: an image folder, decoded to the size the plan chooses
+    num_classes: int  # largest label + 1 (a labeled folder: its class folders); 0: unlabeled
+    classes: list[str] = field(default_factory=list)  # a labeled folder's class names
+    images: ImageSet | None = None  # a file's images, read when opened
+
+    def read(self, *, size: int, channels: int, workers: int = 0) -> ImageSet:
+        """The images: a file's as read, a folder's decoded at this size and channels."""
+        return self.images or load_images(self.path, size=size, channels=channels, workers=workers)
+
+
+def open_source(path: str) -> Source:
+    """A pool's header: a folder's class names (listed, not decoded), a file's images read whole."""
+    if path != BUILTIN and Path(path).is_dir():
+        classes = folder_classes(Path(path))[0]
+        return Source(path, None, None, len(classes), classes)
+    images = load_images(path)
+    labels = images.labels
+    return Source(path, images.images.shape[1], images.images.shape[2],
+                  int(labels.max()) + 1 if labels is not None and len(labels) else 0, images=images)
 
 
 def _square_images(flat: np.ndarray, source: str) -> np.ndarray:

@@ -193,9 +193,8 @@ class PseudoLabeler(nn.Module):
         return loss, logged
 
     @classmethod
-    def build(cls, cfg: Config, *, num_classes: int, strong_augment: Augment, classifier: nn.Module
-              ) -> "PseudoLabeler":
-        return cls(num_classes=num_classes, strong_augment=strong_augment, threshold=cfg.pseudo_label_threshold,
+    def build(cls, cfg: Config, *, strong_augment: Augment, classifier: nn.Module) -> "PseudoLabeler":
+        return cls(num_classes=cfg.num_classes, strong_augment=strong_augment, threshold=cfg.pseudo_label_threshold,
                    thresholds=cfg.pseudo_label_thresholds, align=cfg.distribution_alignment,
                    teacher_decay=cfg.pseudo_label_teacher, classifier=classifier).to(
                        next(classifier.parameters()).device)

@@ -32,9 +32,9 @@ class FixMatch:
         self.split_bn, self.label_smoothing = split_bn, label_smoothing
 
     @classmethod
-    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, num_classes: int, device: torch.device,
-              views: Augment, strong_augment: Augment, wrap: Wrap, amp: bool) -> "FixMatch":
-        pseudo = PseudoLabeler.build(cfg, num_classes=num_classes, strong_augment=strong_augment, classifier=classifier)
+    def build(cls, cfg: Config, *, classifier: nn.Module, views: Augment, strong_augment: Augment, wrap: Wrap,
+              amp: bool) -> "FixMatch":
+        pseudo = PseudoLabeler.build(cfg, strong_augment=strong_augment, classifier=classifier)
         return cls(classifier=classifier, opt=adam(classifier, cfg), pseudo=pseudo,
                    pseudo_label_weight=cfg.pseudo_label_weight, split_bn=cfg.split_bn,
                    label_smoothing=cfg.label_smoothing, augment=views, wrap=wrap, amp=amp)

@@ -44,14 +44,14 @@ class SGAN:
         self.pull_away_weight = pull_away_weight
 
     @classmethod
-    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, num_classes: int, device: torch.device,
-              views: Augment, strong_augment: Augment, wrap: Wrap, amp: bool) -> "SGAN":
+    def build(cls, cfg: Config, *, classifier: nn.Module, views: Augment, strong_augment: Augment, wrap: Wrap,
+              amp: bool) -> "SGAN":
         """The generator is made after the classifier, so that every method of a seed starts from
-        the same classifier weights."""
-        generator = build_generator(cfg, channels=channels).to(device, memory_format=memory_format(cfg))
+        the same classifier weights; on the classifier's device."""
+        generator = build_generator(cfg).to(next(classifier.parameters()).device, memory_format=memory_format(cfg))
         if cfg.compile:
             generator.compile()
-        pseudo = PseudoLabeler.build(cfg, num_classes=num_classes, strong_augment=strong_augment,
+        pseudo = PseudoLabeler.build(cfg, strong_augment=strong_augment,
                                      classifier=classifier) if cfg.pseudo_label_weight > 0 else None
         return cls(classifier=classifier, generator=generator, opt_d=adam(classifier, cfg), opt_g=adam(generator, cfg),
                    z_dim=cfg.z_dim, fake_batch_size=cfg.fake_batch_size, generator_loss=cfg.generator_loss,

@@ -22,8 +22,7 @@ class Supervised:
         self.net = wrap(classifier)  # what the step runs: the classifier or its DistributedDataParallel
 
     @classmethod
-    def build(cls, cfg: Config, *, classifier: nn.Module, channels: int, num_classes: int, device: torch.device,
-              views: Augment, strong_augment: Augment, wrap: Wrap, amp: bool) -> "Supervised":
+    def build(cls, cfg: Config, *, classifier: nn.Module, views: Augment, wrap: Wrap, amp: bool) -> "Supervised":
         return cls(classifier=classifier, opt=adam(classifier, cfg), label_smoothing=cfg.label_smoothing,
                    augment=views, wrap=wrap, amp=amp)
 

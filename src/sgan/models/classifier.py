@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-class Classifier(nn.Module):
+class ClassifierNet(nn.Module):
     """images (B, C, H, W) -> K logits: `features` (B, F), then `head`. With `with_features` the
     forward also returns the features, so that one pass (through DistributedDataParallel too)
     serves a method that needs both: the SGAN's feature-matching target."""

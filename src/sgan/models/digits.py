@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .classifier import Classifier
+from .classifier import ClassifierNet
 
 LEAK = 0.01  # Keras LeakyReLU alpha in the notebook
 
@@ -65,7 +65,7 @@ class DigitGenerator(nn.Module):
         return self.net(h)  # (B, C, 28, 28)
 
 
-class DigitClassifier(Classifier):
+class DigitClassifier(ClassifierNet):
     """The SGAN discriminator and the supervised twin: images (B, C, 28, 28) -> K logits.
 
     `features` is the shared core (B, 64w); `head` maps it to class logits. The real/fake

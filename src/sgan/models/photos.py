@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from .classifier import Classifier
+from .classifier import ClassifierNet
 from .digits import GaussianNoise
 
 
@@ -47,7 +47,7 @@ class DCGANGenerator(nn.Module):
         return self.net(self.project(z))  # (B, C, S, S)
 
 
-class ResNet18Classifier(Classifier):
+class ResNet18Classifier(ClassifierNet):
     """torchvision's resnet18, no pretrained weights, K outputs. With the "small" stem, below
     128 px the 7x7 stride-2 stem becomes a 3x3 stride-1 convolution (and below 64 px the max-pool
     goes too), so a 64 px photo reaches the residual stages at 32 px instead of 16. The
@@ -88,7 +88,7 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-class ResNet9Classifier(Classifier):
+class ResNet9Classifier(ClassifierNet):
     """The ResNet-9 of "How to train your ResNet" (Page 2018), CIFAR-10 in minutes, at a chosen
     width: a stem, then three stages (conv, 2x max-pool; residual blocks after the first and the
     last), global average pooling, a linear head. Widths w, 2w, 4w, 8w (w = 64 is the original,

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..checkpoint import load_state
 from ..files import atomic_write_text
 from ..errors import SganError
 from ..registry import REGISTRY
 from ..run import MethodResult, RunFolder, RunProtocol, SweepFolder
+from .tables import eval_sets, eval_table, verdict_note, verdict_table
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -55,13 +55,6 @@ def table(header: list[str], rows: list[list[str]], *, numeric_from: int = 1) ->
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def markdown_table(text: str) -> str:
-    """The pipe tables the sweep writes (header, separator, rows) as HTML."""
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
-    return table(cells[0], cells[2:], numeric_from=len(cells[0])) if cells else ""  # no column right-aligned
-
-
 def page(title: str, sections: list[str]) -> str:
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{''.join(sections)}</body></html>\n")
@@ -79,15 +72,16 @@ def confusion_html(confusion: torch.Tensor, classes: list[str]) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def wrong_html(d: dict[str, torch.Tensor], prefix: str, classes: list[str]) -> str:
-    images = d[f"{prefix}.wrong_images"]
+def wrong_html(d: dict[str, torch.Tensor], classes: list[str]) -> str:
+    """One evaluation set's most confidently wrong images (`d`: its diagnostics)."""
+    images = d["wrong_images"]
     if not len(images):
         return "<p class='muted'>no mistakes</p>"
     side = max(64, images.shape[-1])
     figures = [f"<figure>{img(image_png(im), f'true {classes[t]}, predicted {classes[p]}', width=side, pixel=True)}"
                f"<figcaption>true {escape(classes[t])}<br>predicted {escape(classes[p])} ({c:.2f})</figcaption></figure>"
-               for im, t, p, c in zip(images, d[f"{prefix}.wrong_true"].tolist(), d[f"{prefix}.wrong_predicted"].tolist(),
-                                      d[f"{prefix}.wrong_confidence"].tolist())]
+               for im, t, p, c in zip(images, d["wrong_true"].tolist(), d["wrong_predicted"].tolist(),
+                                      d["wrong_confidence"].tolist())]
     return "<div>" + "".join(figures) + "</div>"
 
 
@@ -142,11 +136,10 @@ def mistakes_html(run: RunFolder, methods: list[str], classes: list[str]) -> lis
     for method in methods:
         if not run.diagnostics(method).is_file():
             continue
-        tensors, state = load_state(run.diagnostics(method))
         out.append(f"<h2>{escape(method)}: confusion and confident mistakes</h2>")
-        for name in state["sets"]:
-            out += [f"<h3>{escape(method)} on {escape(name)}</h3>", confusion_html(tensors[f"{name}.confusion"], classes),
-                    "<p>Most confidently wrong:</p>", wrong_html(tensors, name, classes)]
+        for name, d in run.read_diagnostics(method).items():
+            out += [f"<h3>{escape(method)} on {escape(name)}</h3>", confusion_html(d["confusion"], classes),
+                    "<p>Most confidently wrong:</p>", wrong_html(d, classes)]
     return out
 
 
@@ -170,15 +163,16 @@ def run_sections(run: RunFolder) -> list[str]:
 
 
 def sweep_sections(sweep: SweepFolder) -> list[str]:
-    out = []
-    if sweep.verdict.is_file():
-        verdict = sweep.verdict.read_text()
-        out += ["<h2>Best SGAN variant vs best non-GAN method</h2>", markdown_table(verdict),
-                f"<p class='muted'>{escape(verdict.strip().splitlines()[-1])}</p>"]
+    """The verdict, the plot and one table per evaluation set, each made from summary.json's rows."""
+    rows = sweep.read_summary()
+    header, lines = verdict_table(rows)
+    out = ["<h2>Best SGAN variant vs best non-GAN method</h2>", table(header, lines, numeric_from=len(header)),
+           f"<p class='muted'>{escape(verdict_note(rows))}</p>"]
     if sweep.budget_plot.is_file():
         out += ["<h2>Accuracy vs label budget</h2>", img(sweep.budget_plot.read_bytes(), "accuracy vs label budget")]
-    for eval_set, path in sweep.tables().items():
-        out += [f"<h2>{escape(eval_set)}</h2>", markdown_table(path.read_text())]
+    for eval_set in eval_sets(rows):
+        header, lines = eval_table(rows, eval_set)
+        out += [f"<h2>{escape(eval_set)}</h2>", table(header, lines, numeric_from=len(header))]
     return out
 
 

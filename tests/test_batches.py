@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import digits28
-from sgan.data.stream import IndexStream, StreamedBatches, StreamedFolder, decode_batch
+from conftest import digits28, prepared
+from sgan.data.batches import IndexStream, StreamedBatches, StreamedFolder, decode_batch
 from sgan.errors import SganError
 from test_resume import accuracies, finish, start
 
@@ -52,10 +52,9 @@ def test_an_empty_index_stream_is_refused_rather_than_spinning():
 
 def test_stream_needs_a_folder(digits_csv):
     from sgan.config import Config
-    from sgan.data import prepare
 
     with pytest.raises(SganError, match="--stream needs --unlabeled to be an image folder"):
-        prepare(Config(data=str(digits_csv), unlabeled=str(digits_csv), stream=True))
+        prepared(Config(data=str(digits_csv), unlabeled=str(digits_csv), stream=True))
 
 
 SETTINGS = ["--n-labeled", "20", "--iterations", "30", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",

@@ -25,7 +25,7 @@ from sgan.config import resolve
 from sgan.data.readers import Source
 from sgan.methods import build_method
 from sgan.plan import make_plan
-from sgan.methods.base import bf16_is_fast
+from sgan.plan import bf16_is_fast
 
 PARTS = ("augment", "generator forward", "D: labeled + unlabeled pass", "D: generated pass", "strong view",
          "D: strong view pass", "D backward", "D optimizer",

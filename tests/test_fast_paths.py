@@ -12,8 +12,9 @@ import torch
 
 from conftest import benchmark, planned
 from sgan.config import Config
-from sgan.methods import base, build_method
-from sgan.methods.base import bf16_is_fast
+from sgan import plan
+from sgan.methods import build_method
+from sgan.plan import bf16_is_fast
 from sgan.trainer import train
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -60,7 +61,7 @@ def test_bf16_autocast_matches_float32_on_cpu():
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_amp_by_default_where_bf16_is_fast(monkeypatch, fast):
-    monkeypatch.setattr(base, "bf16_is_fast", lambda device: fast)
+    monkeypatch.setattr(plan, "bf16_is_fast", lambda device: fast)
     for name in ("supervised", "sgan"):
         assert build_method(name, planned(Config(), channels=1, num_classes=10), device=torch.device("cpu")).amp is fast
         for amp in (True, False):  # a setting the user gave wins

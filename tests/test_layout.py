@@ -122,4 +122,28 @@ def test_studies_have_one_entry_point_sgan_sweep():
     second = [p.name for p in benchmarks.glob("*.py") if re.search(r"\brun_sweep\b|\bSweep\(", p.read_text())]
     assert not second, second
     assert sorted(p.name for p in benchmarks.glob("*.toml")) == ["kannada10k.toml", "pets12k-gpu.toml", "pets12k32-resnet9.toml", "pets12k32.toml",
-                                                                        "pets25k-pilots.toml"]
+                                                                        "pets25k-pilots.toml", "pets25k.toml"]
+
+
+def runtime_imports(tree: ast.Module) -> list[ast.ImportFrom]:
+    """The `from ... import` statements that run (those under `if TYPE_CHECKING:` never do)."""
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(node)}
+    return [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and id(n) not in typing_only]
+
+
+def calls_of(name: str) -> list[str]:
+    """The modules that call `name(...)`."""
+    return sorted(module for module, tree in modules().items() for n in ast.walk(tree)
+                  if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == name)
+
+
+def test_the_plan_makes_every_choice_in_one_place_and_data_chooses_none():
+    # nothing under data/ imports the config, the plan or the models when it runs: it gets a plan's config
+    for module, tree in modules().items():
+        if module.startswith("data/"):
+            bad = [n.module for n in runtime_imports(tree) if n.level == 2 and n.module in ("config", "plan", "models")]
+            assert not bad, (module, bad)
+    assert calls_of("fit_model") == ["plan.py"]  # one place fits the model to the images
+    assert calls_of("default_run_path") == ["plan.py"]  # one place computes the output folder
+    assert calls_of("amp_enabled") == ["plan.py"]  # bf16 or not

@@ -33,7 +33,7 @@ from .plan import make_plan
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
 from .methods import build_method
-from .methods.base import amp_enabled, autocast
+from .methods.base import autocast
 from .models import build_classifier, memory_format
 from .run import SuggestFolder
 
@@ -74,7 +74,7 @@ def contrastive_features(x: torch.Tensor, cfg: Config, *, iterations: int, devic
     image lie closer than views of the other images of the batch (Chen et al. 2020), then return
     its penultimate features of the plain images, (N, C, H, W) -> (N, F)."""
     torch.manual_seed(cfg.seed)
-    amp = amp_enabled(cfg.amp, device)
+    amp = bool(cfg.amp)  # the plan chose it (make_plan)
     net = pretext_network(cfg, outputs=128, device=device)
     net.eval()  # the width of the features, without touching BatchNorm's statistics
     with torch.no_grad():

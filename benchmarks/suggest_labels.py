@@ -44,7 +44,7 @@ def filled_picks(cfg, folder: Path, strategy: str, features: str, budget: int,
         if not picks.is_file():
             suggest_labels(cfg, budget=budget, out=folder, strategy=strategy, features=features,
                            pretext_iterations=pretext_iterations)
-        plan = make_plan(cfg)
+        plan = make_plan(cfg, labeled=False)
         pool, _ = candidate_pool(plan.config, plan.pool)
         with open(picks, newline="") as f:
             rows = list(csv.DictReader(f))

@@ -103,10 +103,11 @@ def test_train_help_groups_its_options_by_what_they_are_about():
     assert sorted(k for keys in GROUPS.values() for k in keys) == sorted(FIELDS)  # each key in one group
 
 
-def test_a_misspelt_method_class_fails_when_the_methods_are_imported(monkeypatch):
-    monkeypatch.setitem(REGISTRY, "typo", MethodSpec("typo", "SGNA", uses_unlabeled=True, has_generator=True,
+@pytest.mark.parametrize("builder, error", [("sgan:SGNA", AttributeError), ("sagn:SGAN", ModuleNotFoundError)])
+def test_a_misspelt_method_class_fails_when_the_methods_are_imported(monkeypatch, builder, error):
+    monkeypatch.setitem(REGISTRY, "typo", MethodSpec("typo", builder, uses_unlabeled=True, has_generator=True,
                                                      augments=False))
-    with pytest.raises(KeyError, match="SGNA"):
+    with pytest.raises(error, match=builder.split(":")[builder.startswith("sgan")]):
         importlib.reload(sys.modules["sgan.methods.build"])
     monkeypatch.delitem(REGISTRY, "typo")
     importlib.reload(sys.modules["sgan.methods.build"])
@@ -121,3 +122,14 @@ def test_a_run_saves_its_plan_and_a_resumed_run_reads_the_same_plan(tmp_path):
     assert (saved["model"], saved["image_size"], saved["channels"], saved["num_classes"], saved["out"]) == \
         ("digits", 28, 1, 10, str(out))
     assert make_plan(Config(**saved)).config == Config(**saved)
+
+
+def test_one_class_folder_is_refused_for_training_but_not_for_suggest_labels(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "all").mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, i, i)).save(tmp_path / "all" / f"{i}.png")
+    with pytest.raises(SganError, match="labeled folder has one class .all."):
+        make_plan(Config(data=str(tmp_path)))
+    assert make_plan(Config(data=str(tmp_path)), labeled=False).config.model == "resnet9"  # photos to suggest from

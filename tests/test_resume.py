@@ -292,3 +292,22 @@ def test_a_checkpoint_from_before_a_config_key_existed_resumes(reference, tmp_pa
     save_state(tmp_path / "other.safetensors", tensors, {**state, "config": {**older, "aug_jitter": 0.3}})
     with pytest.raises(SganError, match="another config .aug_jitter: 0.3, this run's: 0.1"):
         read_checkpoint(tmp_path / "other.safetensors", ranks_from_env(), cfg, state["data"])
+
+
+def test_a_checkpoint_from_before_the_plan_filled_in_channels_and_amp_resumes(reference, tmp_path):
+    """Runs checkpointed before the plan existed saved channels and amp unset; they ran with what
+    the plan now chooses, so they resume; a value that differs is still refused."""
+    from sgan.checkpoint import load_state, save_state
+    from sgan.distributed import ranks_from_env
+    from sgan.run import RunFolder
+    from sgan.state import read_checkpoint
+
+    tensors, state = load_state(reference / "checkpoint.safetensors")
+    cfg = RunFolder(reference).read_config()
+    assert (cfg.channels, cfg.amp) == (1, state["config"]["amp"]) and cfg.amp is not None
+    save_state(tmp_path / "old.safetensors", tensors, {**state, "config": {**state["config"], "channels": None,
+                                                                            "amp": None}})
+    assert read_checkpoint(tmp_path / "old.safetensors", ranks_from_env(), cfg, state["data"]) is not None
+    save_state(tmp_path / "other.safetensors", tensors, {**state, "config": {**state["config"], "channels": 3}})
+    with pytest.raises(SganError, match="another config .channels: 3, this run's: 1"):
+        read_checkpoint(tmp_path / "other.safetensors", ranks_from_env(), cfg, state["data"])

@@ -106,3 +106,15 @@ def test_output_files_are_whole_or_absent_and_only_replace_regular_files(tmp_pat
     with pytest.raises(SganError, match="output path is a folder"):
         atomic_write_text(tmp_path, "x")
     assert Path("/dev/null").is_char_device() and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+
+
+def test_diagnostics_read_back_per_set_even_where_a_set_name_holds_a_dot(tmp_path):
+    import torch
+
+    run = RunFolder(tmp_path)
+    written = {"test": {"confusion": torch.eye(2, dtype=torch.int64)},
+               "test.x": {"confusion": torch.ones(2, 2, dtype=torch.int64), "wrong_index": torch.tensor([3])}}
+    run.write_diagnostics("sgan", written)
+    read = run.read_diagnostics("sgan")
+    assert list(read) == ["test", "test.x"] and {k: set(v) for k, v in read.items()} == {k: set(v) for k, v in written.items()}
+    assert all(torch.equal(read[s][p], written[s][p]) for s in written for p in written[s])

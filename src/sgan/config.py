@@ -18,6 +18,8 @@ from .presets import kaggle_layout, preset_values
 MODELS = ("digits", "resnet18", "resnet9")
 PHOTO_SIZES = (32, 64, 96, 128, 224)
 RESNET9_SIZES = (32, 64, 128)
+# keys a plan (plan.py) fills in where the user left them unset: a saved config has every one
+PLANNED_KEYS = ("model", "image_size", "channels", "num_classes", "amp", "out")
 DEFAULT_SIZE = {"digits": 28, "resnet18": 32, "resnet9": 32}  # 32 px: what a 2-core CPU trains photos at
 
 

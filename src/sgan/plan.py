@@ -116,7 +116,7 @@ def make_plan(cfg: Config, pool: Source | None = None, *, labeled: bool = True) 
     pool = pool or open_source(cfg.data)
     channels = pool.channels or cfg.channels or 3
     cfg, chosen = fit_model(cfg, channels=channels, side=pool.side)
-    if len(pool.classes) == 1:
+    if len(pool.classes) == 1 and labeled:
         raise SganError(f"{pool.path}: labeled folder has one class ({pool.classes[0]}); a classifier needs two or more")
     num_classes = cfg.num_classes or max(pool.num_classes, picked_classes(cfg, pool)) or None
     if num_classes is None and labeled:

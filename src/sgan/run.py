@@ -81,7 +81,7 @@ class WeightsInfo:
 
     @classmethod
     def from_json(cls, entry: dict[str, Any]) -> "WeightsInfo":
-        return cls(**entry)
+        return cls(**{f.name: entry[f.name] for f in dataclasses.fields(cls)})
 
 
 Diagnostics = dict[str, dict[str, "torch.Tensor"]]  # evaluation set -> part (confusion, ...) -> tensor
@@ -326,8 +326,11 @@ class RunFolder(Folder):
         from .checkpoint import load_state
 
         tensors, state = load_state(self.diagnostics(method))
-        return {name: {k[len(name) + 1:]: t for k, t in tensors.items() if k.startswith(name + ".")}
-                for name in state["sets"]}
+        diagnostics: Diagnostics = {name: {} for name in state["sets"]}
+        for key, t in tensors.items():
+            name, part = key.rsplit(".", 1)  # a set's name may hold dots; a part's never does
+            diagnostics[name][part] = t
+        return diagnostics
 
     def sample_grid(self, method: str, step: int) -> Path:
         return self.path / "samples" / method / f"step_{step:07d}.png"

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_state, save_state
-from .config import Config
+from .config import PLANNED_KEYS, Config
 from .distributed import Ranks, gather, rank_seed
 from .errors import SganError
 from .methods import Method
@@ -213,6 +213,8 @@ def read_checkpoint(path: Path, ranks: Ranks, cfg: Config, data: str) -> Saved |
     tensors, state = load_state(path)
     mine = cfg.to_dict()
     theirs = {**Config().to_dict(), **state["config"]}  # a key newer than the checkpoint: its default then
+    # a checkpoint from before the plan filled these in (None then) ran with what the plan chooses now
+    theirs.update({k: mine[k] for k in PLANNED_KEYS if theirs.get(k) is None})
     if differ := sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k)):
         raise SganError(f"{path} was written by a run of another config ({differ[0]}: "
                         f"{theirs.get(differ[0])!r}, this run's: {mine.get(differ[0])!r}); not resumed")

@@ -213,7 +213,7 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
         chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
     else:
         learn = contrastive_features if features == "contrastive" else gan_features
-        learnt = learn(x, cfg, iterations=pretext_iterations, device=device or torch.device("cpu"),
+        learnt = learn(x, cfg, iterations=pretext_iterations, device=device or torch.device(plan.device),
                        progress=cfg.progress)
         chosen = pick_representatives(learnt.numpy(), budget, cfg.seed,
                                       by="typicality" if strategy == "typical" else "centre")

@@ -256,41 +256,46 @@ def train(cfg: Config | Plan | None = None, *, overwrite: bool = False, resume: 
     stopped or killed run from its last checkpoint, with the plan made again from its config.json.
     Under torchrun (RANK / WORLD_SIZE set) every process calls this; see distributed.py.
     """
-    if isinstance(cfg, Plan) and not overrides and resume is None:
-        plan = cfg
-    elif isinstance(cfg, Plan):
+    if isinstance(cfg, Plan) and (overrides or resume is not None):
         raise SganError("train(plan) takes the plan as made; give it no other settings")
-    elif resume is not None:
-        plan = make_plan(RunFolder(resume).read_config())
-    else:
-        plan = make_plan(resolve(overrides={**(cfg.to_dict() if cfg else {}), **overrides}))
     ranks = ranks_from_env()  # under torchrun: one process per device, data parallel; rank 0 writes
-    folder = RunFolder(resume if resume is not None else plan.config.out)
+    if resume is not None:
+        folder = RunFolder(resume)
+        with folder.in_use() if ranks.main else nullcontext():
+            if folder.is_complete():
+                raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
+            return run_plan(make_plan(folder.read_config()), folder, ranks, overwrite=False, resume=True)
+    plan = cfg if isinstance(cfg, Plan) else make_plan(resolve(overrides={**(cfg.to_dict() if cfg else {}),
+                                                                          **overrides}))
+    folder = RunFolder(plan.config.out)
     with folder.in_use() if ranks.main else nullcontext():
-        if resume is not None and folder.is_complete():
-            raise SganError(f"{resume}: run is complete (metrics.json exists); nothing to resume")
-        if resume is None:  # a folder that cannot take the run is refused before the images are prepared
-            folder.check_target(overwrite=overwrite)
-        if plan.config.threads:
-            torch.set_num_threads(plan.config.threads)
-        if plan.chosen and ranks.main:
-            print(plan.chosen, file=sys.stderr)
-        data = prepare(plan.config, plan.pool)
-        pause_point("prepared")
-        device = rank_device(torch.device(plan.device), ranks)
-        with process_group(ranks, device):
-            try:
-                return train_all(plan, data, folder, device, ranks, overwrite=overwrite, resume=resume is not None)
-            except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
-                what = str(e) if isinstance(e, WriteError) else f"{e.filename or folder.path}: {e.strerror or e}"
-                hint = f"; the run is incomplete, continue it with: sgan train --resume {folder.path}" \
-                    if folder.config.is_file() else ""
-                raise SganError(what + hint) from None
+        folder.check_target(overwrite=overwrite)  # a folder that cannot take the run: refused before the images
+        return run_plan(plan, folder, ranks, overwrite=overwrite, resume=False)
 
 
-def create_run(plan: Plan, data: Prepared, ranks: Ranks, *, overwrite: bool) -> None:
-    """Rank 0 makes the run folder and writes the plan's config and the split; every rank gets the
-    same one-line error if that fails."""
+def run_plan(plan: Plan, folder: RunFolder, ranks: Ranks, *, overwrite: bool, resume: bool) -> Metrics:
+    """train() inside its folder, this process its one writer: the images prepared, then every method."""
+    if plan.config.threads:
+        torch.set_num_threads(plan.config.threads)
+    if plan.chosen and ranks.main:
+        print(plan.chosen, file=sys.stderr)
+    data = prepare(plan.config, plan.pool)
+    pause_point("prepared")
+    device = rank_device(torch.device(plan.device), ranks)
+    with process_group(ranks, device):
+        try:
+            return train_all(plan, data, folder, device, ranks, overwrite=overwrite, resume=resume)
+        except (WriteError, OSError) as e:  # e.g. the disk filled up: what was kept can be resumed
+            what = str(e) if isinstance(e, WriteError) else f"{e.filename or folder.path}: {e.strerror or e}"
+            hint = f"; the run is incomplete, continue it with: sgan train --resume {folder.path}" \
+                if folder.config.is_file() else ""
+            raise SganError(what + hint) from None
+
+
+def create_run(plan: Plan, data: Prepared, ranks: Ranks, *, overwrite: bool) -> RunFolder:
+    """Rank 0 makes the run folder and writes the plan's config and the split; every rank gets
+    rank 0's folder (a default one is named by the clock, which the ranks read apart), or the same
+    one-line error."""
     error = ""
     if ranks.main:
         try:
@@ -299,8 +304,10 @@ def create_run(plan: Plan, data: Prepared, ranks: Ranks, *, overwrite: bool) -> 
             run.write_split(data.split.to_dict())
         except SganError as e:
             error = str(e)
-    if error := broadcast(error, ranks):
+    error, out = broadcast((error, plan.config.out), ranks)
+    if error:
         raise SganError(error)
+    return RunFolder(out)
 
 
 def train_all(plan: Plan, data: Prepared, run: RunFolder, device: torch.device, ranks: Ranks, *, overwrite: bool,
@@ -309,7 +316,7 @@ def train_all(plan: Plan, data: Prepared, run: RunFolder, device: torch.device, 
     metrics.json last."""
     cfg = plan.config
     if not resume:
-        create_run(plan, data, ranks, overwrite=overwrite)
+        run = create_run(plan, data, ranks, overwrite=overwrite)
     if data.skipped and ranks.main:
         warn_skipped(run, data.skipped)
     fingerprint = data.fingerprint()

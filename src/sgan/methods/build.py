@@ -4,6 +4,7 @@ method starts from the same classifier weights), Adam optimizers and views, from
 from __future__ import annotations
 
 from functools import partial
+from importlib import import_module
 from inspect import signature
 
 import torch
@@ -13,14 +14,17 @@ from ..data.transforms import colour_jitter, random_affine, random_cutout, rando
 from ..models import build_classifier, memory_format
 from ..registry import REGISTRY
 from .base import Augment, Method, Wrap, same
-from .fixmatch import FixMatch
-from .sgan import SGAN
-from .supervised import Supervised
 
-# every registry entry's class, looked up when sgan.methods is imported: a misspelt class fails there, not when
-# that method first trains
-BUILDERS: dict[str, type] = {name: {c.__name__: c for c in (Supervised, FixMatch, SGAN)}[spec.builder]
-                             for name, spec in REGISTRY.items()}
+
+def builder_class(spec: str) -> type:
+    """The class a registry entry names ("module:Class" in sgan.methods)."""
+    module, _, name = spec.partition(":")
+    return getattr(import_module(f"{__package__}.{module}"), name)
+
+
+# every registry entry's class, looked up when sgan.methods is imported: a misspelt module or class fails
+# there, not when that method first trains
+BUILDERS: dict[str, type] = {name: builder_class(spec.builder) for name, spec in REGISTRY.items()}
 
 
 def augmentation(cfg: Config, generator: torch.Generator | None = None) -> Augment:

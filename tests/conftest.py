@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
+import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +88,22 @@ def finished_run(tmp_path_factory, digits_csv) -> Path:
     train(data=str(digits_csv), eval={"holdout": str(holdout)}, methods=list(REGISTRY), out=str(root / "run"),
           **FINISHED)
     return root / "run"
+
+
+def run_sgan(*args: str) -> subprocess.CompletedProcess:
+    """`sgan ARGS` in this process (main(), as the console script calls it): its exit code, stdout
+    and stderr. Tests start a process only where a process boundary is what they test (imports at
+    start-up, signals, kills, torchrun)."""
+    from sgan.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse: --help, --version, usage errors
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+    return subprocess.CompletedProcess(["sgan", *args], code, out.getvalue(), err.getvalue())
 
 
 def needs_shared():

@@ -1,35 +1,22 @@
 """The CLI end to end on tiny real data (CPU), and every bad input as one line with exit code 2."""
 
-import contextlib
 import csv
-import io
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import digits28, write_kaggle_csv
-from sgan.cli import COMMANDS, main
+from conftest import digits28, run_sgan, write_kaggle_csv
+from sgan.cli import COMMANDS
 from sgan.registry import REGISTRY
 
 FAST = ["--iterations", "12", "--batch-size", "8", "--eval-every", "6", "--log-every", "3", "--no-progress"]
 
 
-def sgan(*args: str) -> subprocess.CompletedProcess:
-    """`sgan ARGS` in this process (main(), as the console script calls it): its exit code, stdout
-    and stderr. Only what tests a process boundary (imports at start-up, signals) starts one."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse: --help, --version, usage errors
-            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
-    return subprocess.CompletedProcess(["sgan", *args], code, out.getvalue(), err.getvalue())
+sgan = run_sgan  # the command line, in this process
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image
 
 from sgan.data.folders import decode, read_folder
 from sgan.errors import SganError
-from conftest import planned
+from conftest import planned, run_sgan
 
 ORIGINALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pets-originals"
 
@@ -121,8 +121,7 @@ def test_full_size_originals(tmp_path):
     assert 20 < images.images.mean() < 235  # real photos, not blank frames
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sgan", *args], capture_output=True, text=True)
+run_cli = run_sgan  # the command line, in this process
 
 
 def test_resnet18_sgan_end_to_end_on_folders(tmp_path):

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from sgan import SganError
 from sgan.run import RunFolder
+from conftest import run_sgan
 
 SETTINGS = ["--n-labeled", "20", "--iterations", "40", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
             "--checkpoint-every", "1", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
@@ -143,14 +144,13 @@ def test_a_pickle_posing_as_a_checkpoint_is_refused_and_never_runs(reference, tm
     run.mkdir()
     (run / "config.json").write_bytes((reference / "config.json").read_bytes())
     (run / "checkpoint.safetensors").write_bytes(evil)
-    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    r = run_sgan("train", "--resume", str(run))
     assert r.returncode == 2 and "not an sgan checkpoint, refused" in r.stderr and "Traceback" not in r.stderr
 
     # the file eval reads: the moving average's when the run kept one (--ema)
     folder = RunFolder(run)
     folder.evaluated_weights("sgan", folder.read_config()).write_bytes(evil)
-    r = subprocess.run([sys.executable, "-m", "sgan", "eval", str(run), "--data", "sklearn-digits", "--method", "sgan"],
-                       capture_output=True, text=True)
+    r = run_sgan("eval", str(run), "--data", "sklearn-digits", "--method", "sgan")
     assert r.returncode == 2 and "not an sgan weights file" in r.stderr and "Traceback" not in r.stderr
     assert not marker.exists()
 
@@ -176,15 +176,14 @@ def test_a_checkpoint_or_weights_file_with_one_byte_flipped_is_refused(reference
     tensors, _ = load_state(run / "checkpoint.safetensors")  # the intact one loads, with the networks in it
     assert tensors
     flip_a_data_byte(run / "checkpoint.safetensors")
-    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    r = run_sgan("train", "--resume", str(run))
     assert r.returncode == 2 and "damaged checkpoint" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
     shutil.copytree(reference, run, dirs_exist_ok=True)  # a finished run, for eval
     folder = RunFolder(run)
     flip_a_data_byte(folder.evaluated_weights("sgan", folder.read_config()))
-    r = subprocess.run([sys.executable, "-m", "sgan", "eval", str(run), "--data", "sklearn-digits", "--method", "sgan"],
-                       capture_output=True, text=True)
+    r = run_sgan("eval", str(run), "--data", "sklearn-digits", "--method", "sgan")
     assert r.returncode == 2 and "damaged weights file" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -254,7 +253,7 @@ def test_resume_refuses_a_checkpoint_of_another_config_or_other_data(reference, 
     (run / "config.json").write_text(json.dumps({**config, "out": str(run)}))
 
     save_state(run / "checkpoint.safetensors", tensors, {**state, "config": {**state["config"], "out": str(run), "seed": 1}})
-    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    r = run_sgan("train", "--resume", str(run))
     assert r.returncode == 2 and "written by a run of another config (seed: 1, this run's: 0)" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -263,7 +262,7 @@ def test_resume_refuses_a_checkpoint_of_another_config_or_other_data(reference, 
     moved = {**config, "out": str(run), "data": str(changed)}
     (run / "config.json").write_text(json.dumps(moved))
     save_state(run / "checkpoint.safetensors", tensors, {**state, "config": moved})
-    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(run)], capture_output=True, text=True)
+    r = run_sgan("train", "--resume", str(run))
     assert r.returncode == 2 and "written on other data" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.json"]  # nothing written
 
@@ -272,7 +271,7 @@ def test_a_stopped_run_is_pointed_to_resume(reference, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_bytes((reference / "config.json").read_bytes())
-    r = subprocess.run([sys.executable, "-m", "sgan", "train", "--out", str(run)], capture_output=True, text=True)
+    r = run_sgan("train", "--out", str(run))
     assert r.returncode == 2 and f"continue it with: sgan train --resume {run}" in r.stderr
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import benchmark, prepared
+from conftest import benchmark, prepared, run_sgan
 from sgan.config import Config, resolve
 from sgan.data.prepare import candidate_pool
 from sgan.plan import make_plan
@@ -254,9 +252,8 @@ def test_bad_picks_csv_is_refused(tmp_path, rows, message):
 
 def test_bad_picks_csv_through_the_cli_is_one_line_and_writes_nothing(tmp_path):
     picks = write_csv(tmp_path / "picks.csv", [[5, "", ""]])
-    proc = subprocess.run([sys.executable, "-m", "sgan", "train", "--data", "sklearn-digits", "--labels-csv",
-                           str(picks), "--iterations", "1", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True)
+    proc = run_sgan("train", "--data", "sklearn-digits", "--labels-csv",
+                           str(picks), "--iterations", "1", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no label" in proc.stderr, proc.stderr
     assert not (tmp_path / "run").exists()
 

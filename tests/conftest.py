@@ -94,15 +94,20 @@ def run_sgan(*args: str) -> subprocess.CompletedProcess:
     """`sgan ARGS` in this process (main(), as the console script calls it): its exit code, stdout
     and stderr. Tests start a process only where a process boundary is what they test (imports at
     start-up, signals, kills, torchrun)."""
+    import torch
+
     from sgan.cli import main
 
     out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()  # a run's --threads must not slow the tests after it
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             code = main(list(args))
         except SystemExit as e:  # argparse: --help, --version, usage errors
             code = e.code if isinstance(e.code, int) else 0 if e.code is None else 2
+        finally:
+            torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["sgan", *args], code, out.getvalue(), err.getvalue())
 
 

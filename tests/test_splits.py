@@ -71,6 +71,7 @@ def test_unlabeled_plus_pool_joins_the_rest_of_the_pool_to_the_source(digits_csv
     import torch
 
     from sgan.config import Config
+    from sgan.plan import make_plan
     from sgan.trainer import protocol_of
 
     pool = prepared(Config(data=str(digits_csv), n_labeled=50))
@@ -80,6 +81,6 @@ def test_unlabeled_plus_pool_joins_the_rest_of_the_pool_to_the_source(digits_csv
     assert len(source.x_ulb) == 50
     assert torch.equal(joined.x_ulb, torch.cat([pool.x_ulb, source.x_ulb]))  # the same split's rest, then the source
     assert joined.summary["unlabeled"] == len(pool.x_ulb) + 50
-    assert protocol_of(both, joined).unlabeled == f"pool+{test_csv}"
+    assert protocol_of(make_plan(both).config, joined).unlabeled == f"pool+{test_csv}"  # as a run plans it
     with pytest.raises(SganError, match="unlabeled_plus_pool needs an --unlabeled source"):
         Config(data=str(digits_csv), unlabeled_plus_pool=True).validate()

@@ -56,7 +56,7 @@ def protocol_of(cfg: Config, data: Prepared) -> RunProtocol:
         transductive=cfg.unlabeled in cfg.eval,
         selection=("best validation accuracy" if cfg.select == "best_val" else "final weights")
         + (f", EMA {cfg.ema}" if cfg.ema else ""),
-        adabn=cfg.adabn, pseudo_label_weight=cfg.pseudo_label_weight, counts=data.summary, sets=data.describe(),
+        adabn=cfg.adabn, pseudo_label_weight=cfg.pseudo_label_weight, counts=data.summary, sets=data.describe(cfg.num_classes),
         classes=data.classes)
 
 

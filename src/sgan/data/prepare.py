@@ -36,19 +36,18 @@ class Prepared:
     labeled: LabeledTensors
     x_ulb: torch.Tensor | StreamedFolder  # (M, C, H, W) float in [-1, 1], or a folder decoded as it trains
     evals: dict[str, LabeledTensors]  # "val" first, then the named extra sets
-    num_classes: int
     split: Split
     pool_stats: tuple[float, float]  # pixel mean, std of the whole pool in model range
     summary: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # undecodable image files: (file, reason)
     classes: list[str] = field(default_factory=list)  # class names, when the pool is an image folder
 
-    def describe(self) -> dict[str, dict[str, Any]]:
-        """Per set: image count, count per class (labeled sets) and pixel mean/std in model
-        range, so that a shift between sets shows."""
+    def describe(self, num_classes: int) -> dict[str, dict[str, Any]]:
+        """Per set: image count, count per class of the K classes (labeled sets) and pixel
+        mean/std in model range, so that a shift between sets shows."""
         def row(x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
             mean, std = set_stats(x)
-            per_class = torch.bincount(y, minlength=self.num_classes).tolist() if y is not None else None
+            per_class = torch.bincount(y, minlength=num_classes).tolist() if y is not None else None
             return {"images": len(x), "per_class": per_class, "pixel_mean": round(mean, 4), "pixel_std": round(std, 4)}
 
         unlabeled = row(self.x_ulb if isinstance(self.x_ulb, torch.Tensor) else self.x_ulb.sample, None)
@@ -204,7 +203,6 @@ def prepare(cfg: Config, source: Source) -> Prepared:
         labeled=pool_part(pool_x, y, split.labeled),
         x_ulb=x_ulb,
         evals={"val": val, **evals},
-        num_classes=num_classes,
         split=split,
         pool_stats=set_stats(pool_x),
         summary={"labeled": len(split.labeled), "unlabeled": len(x_ulb),

@@ -58,7 +58,9 @@ class Source:
 
     def read(self, *, size: int, channels: int, workers: int = 0) -> ImageSet:
         """The images: a file's as read, a folder's decoded at this size and channels."""
-        return self.images or load_images(self.path, size=size, channels=channels, workers=workers)
+        if self.images is not None:
+            return self.images
+        return load_images(self.path, size=size, channels=channels, workers=workers)
 
 
 def open_source(path: str) -> Source:

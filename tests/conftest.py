@@ -19,6 +19,7 @@ from sgan.plan import make_plan
 from sgan.data.transforms import resize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 def benchmark(name: str):
@@ -126,3 +127,21 @@ def prepared(cfg: Config) -> Prepared:
     """prepare() as a run calls it: on the plan of `cfg`."""
     plan = make_plan(cfg)
     return prepare(plan.config, plan.pool)
+
+
+def chromium_driver():
+    """Headless Debian Chromium under selenium, or the test skips saying why."""
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them when it "
+                    "runs as root with apt-get)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1200,900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

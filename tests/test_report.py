@@ -16,9 +16,8 @@ from sgan.run import RunFolder
 from sgan.data.transforms import set_stats, to_model_range
 from sgan.evaluate import confusion_accuracy, diagnose
 
-from conftest import FINISHED, HOLDOUT_IMAGES, digits28
+from conftest import FINISHED, HOLDOUT_IMAGES, chromium_driver, digits28
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 class FixedLogits(nn.Module):
@@ -113,23 +112,6 @@ def test_tensorboard_event_files(tmp_path):
     assert [e.step for e in events.Scalars("loss_d")] == [3, 6]
     assert [e.step for e in events.Scalars("val_accuracy")] == [3, 6]
     assert len(events.Images("samples")) == 2
-
-
-def chromium_driver():
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them when it "
-                    "runs as root with apt-get)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1200,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
 def render(driver, page: Path, screenshot: Path) -> tuple[list[int], list[dict]]:

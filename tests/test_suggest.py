@@ -90,10 +90,10 @@ def test_clusters_of_copies_are_filled_farthest_first_and_a_short_pool_says_so(t
     assert len(picks) == 3 and sorted(picks // 20) == [0, 1, 2]
     from sgan import suggest
 
-    monkeypatch.setattr(suggest, "pick_representatives", lambda f, budget, seed, by: np.arange(3))
+    monkeypatch.setattr(suggest, "pick_representatives", lambda f, budget, seed, by, reserve: np.arange(3))
     cfg = resolve({"data": "sklearn-digits", "seed": 0, "progress": False, "threads": 1})
     summary = suggest_labels(cfg, budget=6, out=tmp_path, pretext_iterations=1)
-    assert summary["picked"] == 3 and len(read_rows(tmp_path / "picks.csv")) == 3
+    assert summary["picked"] == 3 and summary["reserve"] == 0 and len(read_rows(tmp_path / "picks.csv")) == 3
     assert "only 3 of the 6 images asked for are not near-duplicates" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""The command line: `sgan train | sweep | eval | predict | report | suggest-labels`. Bad input
+"""The command line: `sgan train | sweep | eval | predict | export | report | suggest-labels | label`. Bad input
 ends in one line on stderr and exit code 2. Commands import torch when they run, so that help
 and argument errors come back at once."""
 
@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(sg, list(dataclasses.fields(Suggestion)))
     sg.add_argument("--out", dest="suggest_out", default="suggestions", help="folder for picks.csv, picks.png (default suggestions)")
     add_config_flags(sg, SUGGEST_KEYS)
+    lb = sub.add_parser("label", help="label suggest-labels' picks in a page in the browser, one image at a time")
+    lb.add_argument("folder", help="the --out folder of sgan suggest-labels (picks.csv, reserve.csv, images/)")
+    lb.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
+    lb.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1; "
+                    "nothing else is allowed)")
+    lb.add_argument("--classes", nargs="+", metavar="NAME", help="class names, where the pool names none")
+    lb.add_argument("--no-browser", action="store_true", help="print the address, open no browser")
     rp = sub.add_parser("report", help="(re)build report.html of a finished run or sweep folder")
     rp.add_argument("folder", help="run or sweep folder")
     return parser
@@ -238,8 +245,24 @@ def cmd_suggest(args: argparse.Namespace) -> None:
     chosen = {f.name: getattr(args, f.name) for f in dataclasses.fields(Suggestion) if hasattr(args, f.name)}
     summary = suggest_labels(cfg, budget=args.budget, out=args.suggest_out, **chosen, device=pick_device(cfg.device))
     out = SuggestFolder(args.suggest_out)
-    print(f"picked {summary['picked']} of {summary['candidates']} images: fill in the label column of "
-          f"{out.picks} (contact sheet: {out.contact_sheet}), then: sgan train --labels-csv {out.picks} ...")
+    print(f"picked {summary['picked']} of {summary['candidates']} images ({summary['reserve']} more in reserve): "
+          f"label them in a browser with: sgan label {out} (or fill in the label column of {out.picks}; "
+          f"contact sheet: {out.contact_sheet}), then: {out.train_command(summary['train_flags'])}")
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    from .label import label_server, open_browser
+
+    server = label_server(args.folder, host=args.host, port=args.port, classes=args.classes)
+    try:
+        state = server.labeling.state()
+        print(f"labeling {args.folder}: {state['labeled']} of {state['budget']} labeled; open {server.url} "
+              "(Ctrl-C stops; every answer is saved as it is given)", flush=True)
+        if not args.no_browser:
+            open_browser(server.url)
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -249,7 +272,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
-            "report": cmd_report, "suggest-labels": cmd_suggest}
+            "report": cmd_report, "suggest-labels": cmd_suggest, "label": cmd_label}
 
 
 def stop_now(signum: int, frame: Any) -> NoReturn:

@@ -10,7 +10,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import SganError, WriteError
+from .errors import SganError, WriteError, pause_point
 
 
 def check_target(path: Path) -> None:
@@ -33,6 +33,7 @@ def atomic(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        pause_point("writing")  # where the kill tests stop a write
         os.replace(tmp, path)
     except OSError as e:
         raise WriteError(f"{path}: cannot write: {e.strerror or e}") from None

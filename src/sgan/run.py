@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -422,9 +423,27 @@ class SuggestFolder(Folder):
         return self.path / "picks.csv"
 
     @property
+    def reserve(self) -> Path:
+        """index,path: further candidates, in order, to stand in for picks a person skips."""
+        return self.path / "reserve.csv"
+
+    @property
+    def images(self) -> Path:
+        """The picks' and the reserve's images, as `sgan label` shows them."""
+        return self.path / "images"
+
+    def image(self, index: int) -> Path:
+        return self.images / f"{index}.png"
+
+    @property
     def contact_sheet(self) -> Path:
         return self.path / "picks.png"
 
     @property
     def summary(self) -> Path:
+        """suggest.json: how the picks were made, the class names, the flags `sgan train` needs."""
         return self.path / "suggest.json"
+
+    def train_command(self, flags: str) -> str:
+        """`sgan train` on the filled-in picks, wherever this folder now is."""
+        return f"sgan train {flags} --labels-csv {shlex.quote(str(self.picks.resolve()))}"

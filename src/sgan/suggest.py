@@ -14,6 +14,7 @@ import dataclasses
 import io
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from tqdm import tqdm
 from . import losses
 from .files import atomic, atomic_write_text, csv_text
 from .config import Config, Suggestion, check_values
+from .data.imageset import ImageSet
 from .data.prepare import candidate_pool
+from .data.readers import open_source
 from .plan import make_plan
 from .data.transforms import colour_jitter, random_affine, to_model_range
 from .errors import SganError
@@ -45,6 +48,11 @@ DUPLICATE_DISTANCE = 0.2
 OUTLIER_SHARE = 0.1  # a cluster under this share of the mean cluster size holds outliers
 PRETEXT_BATCH = 256  # images per contrastive step, each seen in two views
 TEMPERATURE = 0.2
+PAGE_SIDE = 256  # the largest side of the images `sgan label` shows
+# the settings that decide the pool and its split: what `sgan train` must be given again to find the picks
+TRAIN_KEYS = ("data", "preset", "val_data", "val_fraction", "val_per_class", "test_per_class", "num_classes",
+              "image_size", "channels", "seed")
+DEFAULTS = Config()
 
 
 def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -123,7 +131,8 @@ def typicality(points: np.ndarray, k: int) -> np.ndarray:
     return 1 / np.maximum(nearest.mean(axis=1), 1e-12)
 
 
-def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: str = "centre") -> np.ndarray:
+def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: str = "centre",
+                         reserve: int = 0) -> np.ndarray:
     """Positions of up to `budget` rows: per k-means cluster one row that is not a near-duplicate
     of an earlier pick, the nearest its centre (`by` "centre") or the most typical (`by`
     "typicality": the densest, TypiClust, Hacohen et al. 2022), else the cluster's next member;
@@ -133,7 +142,10 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
     from every pick, while it is no near-duplicate of one (never an outlier cluster's row).
     Fewer than `budget` only when no such row is left.
     Near-duplicates are told apart in the centred (PCA) space: closer than DUPLICATE_DISTANCE of
-    the features' spread."""
+    the features' spread.
+    `reserve`: after the picks (sorted), up to this many stand-ins for picks a person skips, in
+    the order to offer them: round by round, each used cluster's next member by the same rule,
+    none a near-duplicate of a pick or an earlier stand-in (none when the picks fell short)."""
     unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)  # (N, F)
     dims = min(50, unit.shape[1], len(unit))
     reduced = PCA(n_components=dims, random_state=seed).fit_transform(unit)  # (N, dims), centred
@@ -154,19 +166,30 @@ def pick_representatives(features: np.ndarray, budget: int, seed: int, *, by: st
         picks.append(int(i))
         np.minimum(gap, np.linalg.norm(reduced - reduced[i], axis=1), out=gap)
 
+    members_by_score = {}  # cluster -> its rows, best first
     for c in clusters:
         members = np.flatnonzero(km.labels_ == c)
         if by == "typicality" and len(members) > 1:
             score = -typicality(reduced[members], min(TYPICALITY_NEIGHBOURS, len(members) - 1))
         else:
             score = np.linalg.norm(reduced[members] - km.cluster_centers_[c], axis=1)
-        fresh = gap[members] >= limit
-        if fresh.any():
-            take(members[fresh][np.argmin(score[fresh])])
+        members_by_score[c] = members[np.argsort(score, kind="stable")]
+        fresh = members_by_score[c][gap[members_by_score[c]] >= limit]
+        if fresh.size:
+            take(fresh[0])
     gap[~np.isin(km.labels_, clusters)] = -np.inf  # the outlier clusters' rows are never a farthest-first pick
     while len(picks) < budget and gap.max() >= limit:  # farthest-first among the rows that duplicate no pick
         take(int(np.argmax(gap)))
-    return np.array(sorted(picks), dtype=np.int64)
+    chosen = sorted(picks)
+    while reserve and len(picks) - len(chosen) < reserve:  # rounds over the clusters, while one has a fresh member
+        before = len(picks)
+        for c in members_by_score:
+            fresh = members_by_score[c][gap[members_by_score[c]] >= limit]
+            if fresh.size and len(picks) - len(chosen) < reserve:
+                take(fresh[0])
+        if len(picks) == before:
+            break
+    return np.array(chosen + picks[len(chosen):], dtype=np.int64)
 
 
 def contact_sheet(images: np.ndarray, numbers: list[int]) -> bytes:
@@ -192,14 +215,50 @@ def contact_sheet(images: np.ndarray, numbers: list[int]) -> bytes:
     return buffer.getvalue()
 
 
+def page_image(pool: ImageSet, i: int) -> bytes:
+    """A PNG of pool image `i` for a person to judge: the photo's own file at up to PAGE_SIDE px
+    where it has one, else the image as read."""
+    from PIL import Image
+
+    if pool.paths is not None:
+        with Image.open(pool.paths[i]) as photo:
+            image = photo.convert("L" if pool.images.shape[1] == 1 else "RGB")
+        image.thumbnail((PAGE_SIDE, PAGE_SIDE))
+    else:
+        picture = pool.images[i].transpose(1, 2, 0)  # (H, W, C)
+        image = Image.fromarray(picture[..., 0] if picture.shape[2] == 1 else picture)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def class_names(cfg: Config, pool: ImageSet) -> list[str] | None:
+    """What a person may answer, as picks.csv's label column will name it: the pool's class
+    folders, else --val-data's, else the class numbers; None where nothing says how many."""
+    if pool.classes:
+        return list(pool.classes)
+    if cfg.val_data and (named := open_source(cfg.val_data).classes):
+        return list(named)
+    return [str(c) for c in range(cfg.num_classes)] if cfg.num_classes else None
+
+
+def train_flags(cfg: Config) -> str:
+    """The `sgan train` flags that find the same pool and split again: the settings that decide
+    them, as given to suggest-labels (the data always)."""
+    given = {key: getattr(cfg, key) for key in TRAIN_KEYS if key == "data" or getattr(cfg, key) != getattr(DEFAULTS, key)}
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in given.items())
+
+
 def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str = "representative",
                    features: str = "contrastive", pretext_iterations: int = 1500,
                    device: torch.device | None = None) -> dict[str, Any]:
-    """Write picks.csv, picks.png and suggest.json to `out`; return suggest.json's content.
-    Candidates are the images `sgan train` with the same config could label: the pool less its
-    validation and test images. `features`: what the clusters are made of, learnt in
-    `pretext_iterations` steps without labels."""
+    """Write picks.csv, reserve.csv, images/, picks.png and suggest.json to `out`; return
+    suggest.json's content. Candidates are the images `sgan train` with the same config could
+    label: the pool less its validation and test images. reserve.csv holds up to `budget` more
+    candidates, in order, to stand in for picks a person skips (`sgan label`). `features`: what
+    the clusters are made of, learnt in `pretext_iterations` steps without labels."""
     check_values(Suggestion(strategy, features, pretext_iterations), "suggest-labels")
+    given = cfg
     plan = make_plan(cfg, labeled=False)
     cfg = plan.config
     pool, candidates = candidate_pool(cfg, plan.pool)
@@ -209,26 +268,38 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     if folder.path.exists() and not folder.path.is_dir():
         raise SganError(f"{out}: output path is a file")
     x = to_model_range(pool.images[candidates])  # (N, C, H, W) in [-1, 1]
+    spare = min(budget, len(candidates) - budget)  # stand-ins for skipped picks
     if strategy == "random":  # uniform over candidates, no class balancing: the baseline
-        chosen = np.sort(np.random.default_rng(cfg.seed).choice(len(candidates), budget, replace=False))
+        rng = np.random.default_rng(cfg.seed)
+        chosen = np.sort(rng.choice(len(candidates), budget, replace=False))
+        chosen = np.concatenate([chosen, rng.permutation(np.setdiff1d(np.arange(len(candidates)), chosen))[:spare]])
     else:
         learn = contrastive_features if features == "contrastive" else gan_features
         learnt = learn(x, cfg, iterations=pretext_iterations, device=device or torch.device(plan.device),
                        progress=cfg.progress)
         chosen = pick_representatives(learnt.numpy(), budget, cfg.seed,
-                                      by="typicality" if strategy == "typical" else "centre")
-    if len(chosen) < budget:
-        print(f"sgan: suggest-labels: only {len(chosen)} of the {budget} images asked for are not near-duplicates "
-              f"of one another; picks.csv holds {len(chosen)}", file=sys.stderr)
-    picks = candidates[chosen]
+                                      by="typicality" if strategy == "typical" else "centre", reserve=spare)
+    picks, reserve = candidates[chosen[:budget]], candidates[chosen[budget:]]
+    if len(picks) < budget:
+        print(f"sgan: suggest-labels: only {len(picks)} of the {budget} images asked for are not near-duplicates "
+              f"of one another; picks.csv holds {len(picks)}", file=sys.stderr)
     folder.path.mkdir(parents=True, exist_ok=True)
-    rows = [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in picks]
-    atomic_write_text(folder.picks, csv_text(["index", "path", "label"], rows))
+    folder.images.mkdir(exist_ok=True)
+    for i in (*picks, *reserve):
+        with atomic(folder.image(int(i))) as tmp:
+            tmp.write_bytes(page_image(pool, int(i)))
+
+    def rows(indices: np.ndarray) -> list[list]:
+        return [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in indices]
+
+    atomic_write_text(folder.reserve, csv_text(["index", "path"], [row[:2] for row in rows(reserve)]))
     with atomic(folder.contact_sheet) as tmp:
         tmp.write_bytes(contact_sheet(pool.images[picks], list(range(1, len(picks) + 1))))
     summary = {"data": cfg.data, "strategy": strategy, "budget": budget, "seed": cfg.seed,
-               "candidates": len(candidates), "picked": len(picks),
+               "candidates": len(candidates), "picked": len(picks), "reserve": len(reserve),
+               "classes": class_names(cfg, pool), "train_flags": train_flags(given),
                "features": features if strategy != "random" else None,
                "pretext_iterations": pretext_iterations if strategy != "random" else 0}
     atomic_write_text(folder.summary, json.dumps(summary, indent=2))
+    atomic_write_text(folder.picks, csv_text(["index", "path", "label"], rows(picks)))  # last: the folder is whole
     return summary

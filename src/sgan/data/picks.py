@@ -19,9 +19,13 @@ class Picks:
     classes: list[str]  # class names when the labels were names, else empty
 
 
+SKIPPED = "skip"  # the label of a pick a person judged no clean example of any class: not used
+
+
 def read_rows(path: str) -> list[tuple[str, int, str, str]]:
     """Rows `index,path,label` of a filled-in picks.csv, each as (where, index, path named, label
-    written), the header, the index numbers, the labels and repeats checked."""
+    written), the header, the index numbers, the labels and repeats checked; rows labelled
+    SKIPPED are left out."""
     file = Path(path)
     if not file.is_file():
         raise SganError(f"{path}: labels CSV not found")
@@ -38,8 +42,13 @@ def read_rows(path: str) -> list[tuple[str, int, str, str]]:
             raise SganError(f"{where}: index {row['index']!r} is not a whole number") from None
         label = (row["label"] or "").strip()
         if not label:
-            raise SganError(f"{where}: no label; fill in the label column")
-        read.append((where, i, (row.get("path") or "").strip(), label))
+            empty = sum(not (r["label"] or "").strip() for r in rows)
+            raise SganError(f"{where}: no label ({empty} of {len(rows)} rows have none); fill in the label column, "
+                            f"or label them in a browser with: sgan label {Path(path).parent}")
+        if label != SKIPPED:
+            read.append((where, i, (row.get("path") or "").strip(), label))
+    if not read:
+        raise SganError(f"{path}: every row is labelled {SKIPPED}; nothing to train on")
     index = [i for _, i, _, _ in read]
     if len(set(index)) != len(index):
         raise SganError(f"{path}: an image is listed twice (index {next(i for i in index if index.count(i) > 1)})")

@@ -18,7 +18,6 @@ from typing import Any, Iterator, TextIO
 
 import torch
 from torch import nn
-from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from .files import atomic
@@ -33,7 +32,7 @@ from .methods import Method, augmentation, build_method
 from .methods.base import moving_average
 from .models import evaluated
 from .registry import REGISTRY
-from .report import plot_losses, save_sample_grid, write_html_report
+from .report import plot_losses, sample_grid, save_sample_grid, write_html_report
 from .plan import Plan, make_plan
 from .run import MethodResult, Metrics, RunFolder, RunProtocol, WeightsInfo
 from .state import Checkpoint, RandomStreams, Saved, TrainingState, read_checkpoint
@@ -140,8 +139,7 @@ class Monitor:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_sample_grid(fake, path)
             if self.tb is not None:
-                self.tb.add_image("samples", make_grid(fake.float().cpu(), nrow=8, normalize=True, value_range=(-1, 1)),
-                                  step)
+                self.tb.add_image("samples", sample_grid(fake, 8), step)
         if self.tb is not None:
             self.tb.add_scalar("val_accuracy", val, step)
         # seconds: training time so far, without evaluations (what time-to-accuracy measures)

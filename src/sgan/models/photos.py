@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 from .classifier import ClassifierNet
 from .digits import GaussianNoise
@@ -56,6 +55,8 @@ class ResNet18Classifier(ClassifierNet):
 
     def __init__(self, *, num_classes: int = 2, channels: int = 3, image_size: int = 64,
                  input_noise: float = 0.0, stem: str = "small") -> None:
+        from torchvision.models import resnet18  # here: importing torchvision costs every process a second
+
         super().__init__()
         net = resnet18(weights=None, num_classes=num_classes)
         small = stem == "small" and image_size < 128

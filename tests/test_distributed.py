@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from torch import nn
 
+from conftest import run_sgan
 from sgan.distributed import Ranks, agree, check_in_step, shard
 from sgan.errors import SganError
 
@@ -112,8 +113,7 @@ def test_torchrun_stopped_by_sigterm_resumes_exactly(reference, digits_csv, tmp_
     assert err.count("sgan: stopped by SIGTERM") == 1, err[-3000:]  # rank 0 says it, once
     assert not (out / "metrics.json").exists()
 
-    alone = subprocess.run([sys.executable, "-m", "sgan", "train", "--resume", str(out)],
-                           capture_output=True, text=True, env=ENV, timeout=300)
+    alone = run_sgan("train", "--resume", str(out))  # one process: refused before anything is read
     assert alone.returncode == 2 and "written by 2 process(es)" in alone.stderr and "Traceback" not in alone.stderr
 
     resumed = subprocess.run([*TORCHRUN, "--resume", str(out)], capture_output=True, text=True, env=ENV, timeout=600)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import benchmark, digits28, write_kaggle_csv
+from fake_cells import fake_cell
 from sgan import SganError
 from sgan.config import resolve
 from sgan.sweep import Sweep, run_sweep
@@ -203,23 +204,11 @@ def test_the_gpu_study_script_runs_every_method_at_a_tiny_size_on_the_cpu(tmp_pa
     assert (config["model"], config["resnet_stem"], config["iterations"]) == ("resnet18", "imagenet", 2)
 
 
-def fake_cell(values, threads, gpu, errors) -> None:
-    """Stands in for sweep.executors._run_cell: records which GPU it was given and when it ran."""
-    import time
-    from pathlib import Path
-
-    start = time.time()
-    time.sleep(0.5)
-    Path(values["out"]).mkdir(parents=True)
-    Path(values["out"], "ran.json").write_text(json.dumps({"gpu": gpu, "threads": threads, "start": start,
-                                                           "end": time.time()}))
-
-
 def test_the_local_executor_gives_each_running_cell_its_own_gpu(tmp_path, monkeypatch):
     from sgan.sweep import executors as sweep
 
     monkeypatch.setattr(sweep, "visible_gpus", lambda: ["3", "5"])  # two GPUs, stubbed
-    monkeypatch.setattr(sweep, "_run_cell", fake_cell)
+    monkeypatch.setattr(sweep, "_run_cell", fake_cell)  # its processes import that small module, not this one
     cells = [{"out": str(tmp_path / f"cell{i}")} for i in range(5)] + [{"out": str(tmp_path / "cpu"), "device": "cpu"}]
     sweep.run_cells(cells, workers=4, progress=False)
     ran = {c["out"]: json.loads((Path(c["out"]) / "ran.json").read_text()) for c in cells}

@@ -327,7 +327,8 @@ function show() {
   document.getElementById("where").textContent =
     `image ${row.index} (row ${at + 1} of picks.csv)` + (state.reserve_left ? `, ${state.reserve_left} in reserve` : "");
   document.getElementById("picture").src = `/image/${row.index}.png`;
-  document.getElementById("done").style.display = state.labeled === state.budget ? "block" : "none";
+  const done = state.budget > 0 && state.labeled === state.budget;
+  document.getElementById("done").style.display = done ? "block" : "none";
   document.getElementById("command").textContent = state.command;
   document.querySelectorAll("#buttons button").forEach((b, c) =>
     b.classList.toggle("chosen", row.label === state.classes[c]));

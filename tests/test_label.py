@@ -25,6 +25,7 @@ from sgan.data.picks import SKIPPED
 from sgan.data.readers import read_sklearn_digits
 from sgan.errors import PAUSE_AT, SganError
 from sgan.label import Labeling, Refused, label_server
+from sgan.run import SuggestFolder
 from sgan.suggest import pick_representatives, suggest_labels
 
 BUDGET = 15
@@ -176,7 +177,8 @@ def test_the_server_refuses_what_it_does_not_serve_and_keeps_serving(suggestions
                     ("POST", "/answer", {"index": int(pick), "label": 1}, {"Content-Type": "text/plain"}),
                     ("POST", "/answer", "not json", {}), ("POST", "/state", {"index": int(pick), "label": 1}, {}),
                     ("PUT", "/answer", {"index": int(pick), "label": 1}, {}), ("DELETE", "/", None, {}),
-                    ("GET", "/state", None, {"Host": "attacker.example:80"})]
+                    ("GET", "/state", None, {"Host": "attacker.example:80"}), ("GET", "//[x/", None, {}),
+                    ("POST", "/answer", "[" * 1000, {})]
         capfd.readouterr()
         for method, target, body, headers in refusals:
             status, reply = request(server, method, target, body, headers)
@@ -196,11 +198,23 @@ def test_only_a_loopback_address_is_bound(suggestions, host):
         label_server(suggestions, host=host)
 
 
-def test_the_command_line_refuses_a_public_address_and_a_folder_without_picks(suggestions, tmp_path):
-    proc = run_sgan("label", str(suggestions), "--host", "0.0.0.0", "--no-browser")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "loopback" in proc.stderr
-    proc = run_sgan("label", str(tmp_path), "--no-browser")
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "suggest.json: not found" in proc.stderr
+def test_the_command_line_refuses_in_one_line(suggestions, tmp_path):
+    """A public address, a port out of range, a folder without picks, broken files, a folder
+    another server is labeling (two would overwrite each other's answers)."""
+    def refused(*args: str, folder: Path = suggestions) -> str:
+        proc = run_sgan("label", str(folder), "--no-browser", *args)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        return proc.stderr
+
+    assert "loopback" in refused("--host", "0.0.0.0")
+    assert "a port is 1 to 65535" in refused("--port", "70000")
+    assert "suggest.json: not found" in refused(folder=tmp_path)
+    with SuggestFolder(suggestions).in_use():
+        assert "in use by another sgan process" in refused()
+    (suggestions / "reserve.csv").write_text("index,path\nseven,\n")
+    assert "reserve.csv line 2: index 'seven' is not a whole number" in refused()
+    (suggestions / "suggest.json").write_text("[1, 2]")
+    assert "not the JSON object" in refused()
 
 
 def test_a_kill_9_while_an_answer_is_written_loses_that_answer_only(suggestions, tmp_path):
@@ -287,5 +301,23 @@ def test_a_person_labels_by_keyboard_and_mouse_skips_one_and_reloads(suggestions
             assert done.is_displayed() and "sgan train --data sklearn-digits --labels-csv" in done.text
             assert [r["label"] for r in read(suggestions / "picks.csv")][14:] == ["1", "2"]
             assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
+
+
+def test_a_second_key_before_the_first_answer_is_saved_never_answers_the_same_pick_again(suggestions):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium_driver()
+    try:
+        with serving(suggestions) as server:
+            driver.get(server.url)
+            WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "counter").text.startswith("0 of"))
+            driver.find_element(By.TAG_NAME, "body").send_keys("12")  # at once: the second while the first is sent
+            WebDriverWait(driver, 10).until(lambda d: not d.execute_script("return sending"))
+            rows = read(suggestions / "picks.csv")
+            assert rows[0]["label"] == "0"  # the first key's answer stands
+            assert rows[1]["label"] in ("", "1") and all(r["label"] == "" for r in rows[2:])
     finally:
         driver.quit()

@@ -253,16 +253,17 @@ def cmd_suggest(args: argparse.Namespace) -> None:
 def cmd_label(args: argparse.Namespace) -> None:
     from .label import label_server, open_browser
 
-    server = label_server(args.folder, host=args.host, port=args.port, classes=args.classes)
-    try:
-        state = server.labeling.state()
-        print(f"labeling {args.folder}: {state['labeled']} of {state['budget']} labeled; open {server.url} "
-              "(Ctrl-C stops; every answer is saved as it is given)", flush=True)
-        if not args.no_browser:
-            open_browser(server.url)
-        server.serve_forever()
-    finally:
-        server.server_close()
+    with SuggestFolder(args.folder).in_use():  # one server per folder: two would overwrite each other's answers
+        server = label_server(args.folder, host=args.host, port=args.port, classes=args.classes)
+        try:
+            state = server.labeling.state()
+            print(f"labeling {args.folder}: {state['labeled']} of {state['budget']} labeled; open {server.url} "
+                  "(Ctrl-C stops; every answer is saved as it is given)", flush=True)
+            if not args.no_browser:
+                open_browser(server.url)
+            server.serve_forever()
+        finally:
+            server.server_close()
 
 
 def cmd_report(args: argparse.Namespace) -> None:

@@ -54,10 +54,11 @@ class Row:
 
 
 def read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise SganError(f"{path}: not found (is {path.parent} a folder written by sgan suggest-labels?)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(read_path(path), newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SganError(f"{path}: not a CSV file sgan wrote ({e})") from None
     if rows and not set(columns) <= set(rows[0]):
         raise SganError(f"{path}: expected the columns {','.join(columns)}")
     return rows
@@ -71,15 +72,20 @@ class Labeling:
         self.folder = SuggestFolder(folder)
         if not self.folder.path.is_dir():
             raise SganError(f"{folder}: not a folder (give the --out folder of sgan suggest-labels)")
-        summary = json.loads(read_text(self.folder.summary))
+        try:
+            summary = json.loads(read_text(self.folder.summary))
+            assert isinstance(summary, dict)
+        except (ValueError, AssertionError):
+            raise SganError(f"{self.folder.summary}: not the JSON object sgan suggest-labels writes") from None
         self.classes = classes or summary.get("classes")
         if not self.classes:
             raise SganError(f"{self.folder.summary}: names no classes (the pool has none); give them with --classes")
         if len(set(self.classes)) != len(self.classes) or SKIPPED in self.classes:
             raise SganError(f"classes {', '.join(self.classes)}: each must be named once, and none {SKIPPED!r}")
         self.command = self.folder.train_command(summary.get("train_flags", ""))
-        self.rows = [self._row(r, i) for i, r in enumerate(read_csv(self.folder.picks, HEADER), start=2)]
-        self.reserve = [Row(int(r["index"]), r["path"], "") for r in read_csv(self.folder.reserve, HEADER[:2])]
+        self.rows = [self._row(r, i, self.folder.picks) for i, r in enumerate(read_csv(self.folder.picks, HEADER), start=2)]
+        self.reserve = [self._row({**r, "label": ""}, line, self.folder.reserve)
+                        for line, r in enumerate(read_csv(self.folder.reserve, HEADER[:2]), start=2)]
         listed = [r.index for r in self.rows + self.reserve]
         if missing := [i for i in listed if not self.folder.image(i).is_file()]:
             raise SganError(f"{self.folder.image(missing[0])}: not found (suggestions from an older sgan: "
@@ -87,14 +93,14 @@ class Labeling:
         self.listed = set(listed)
         self.lock = threading.Lock()
 
-    def _row(self, row: dict[str, str], line: int) -> Row:
+    def _row(self, row: dict[str, str], line: int, path: Path) -> Row:
         label = (row["label"] or "").strip()
         if label and label != SKIPPED and label not in self.classes:
-            raise SganError(f"{self.folder.picks} line {line}: label {label!r} is not one of {', '.join(self.classes)}")
+            raise SganError(f"{path} line {line}: label {label!r} is not one of {', '.join(self.classes)}")
         try:
             return Row(int(row["index"]), row["path"] or "", label)
-        except ValueError:
-            raise SganError(f"{self.folder.picks} line {line}: index {row['index']!r} is not a whole number") from None
+        except (TypeError, ValueError):
+            raise SganError(f"{path} line {line}: index {row['index']!r} is not a whole number") from None
 
     def state(self) -> dict[str, Any]:
         """What the page shows: the classes, every row in picks.csv's order, the counts."""
@@ -136,10 +142,17 @@ class Labeling:
         return self.folder.image(index).read_bytes()
 
 
-def read_text(path: Path) -> str:
+def read_path(path: Path) -> Path:
     if not path.is_file():
         raise SganError(f"{path}: not found (is {path.parent} a folder written by sgan suggest-labels?)")
-    return path.read_text()
+    return path
+
+
+def read_text(path: Path) -> str:
+    try:
+        return read_path(path).read_text()
+    except UnicodeDecodeError:
+        raise SganError(f"{path}: not a text file") from None
 
 
 def loopback(host: str) -> str:
@@ -196,7 +209,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(self.rfile.read(length))
             index, label = body["index"], body["label"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self.refuse(HTTPStatus.BAD_REQUEST, 'an answer is {"index": N, "label": K or "skip"}')
         return "application/json", json.dumps(self.server.labeling.answer(index, label)).encode()
 
@@ -205,7 +218,13 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if host not in self.server.hosts:  # a page of another site reached through its own name (DNS rebinding)
                 self.refuse(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this server's address")
-            kind, body = route()
+            try:
+                kind, body = route()
+            except (ValueError, RecursionError):  # a target or body that does not parse
+                self.refuse(HTTPStatus.BAD_REQUEST, "malformed request")
+            except TimeoutError:  # a body shorter than its Content-Length
+                self.close_connection = True
+                self.refuse(HTTPStatus.REQUEST_TIMEOUT, "the request did not arrive whole")
         except Refused as e:
             self.log_message("refused %s %r: %d %s", self.command, self.path[:200], e.status, e)
             kind, body = "application/json", json.dumps({"error": str(e)}).encode()
@@ -218,7 +237,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Cache-Control", "max-age=3600" if kind == "image/png" else "no-store")  # images never change
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -234,6 +253,8 @@ class LabelServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, labeling: Labeling, host: str, port: int) -> None:
+        if not 0 <= port <= 65535:
+            raise SganError(f"--port {port}: a port is 1 to 65535, or 0 for a free one")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             super().__init__((host, port), Handler)
@@ -245,6 +266,8 @@ class LabelServer(ThreadingHTTPServer):
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}/"
         self.hosts = {f"{name}:{self.port}" for name in (shown, "localhost")}
+        if self.port == 80:  # browsers leave the default port out of Host
+            self.hosts |= {shown, "localhost"}
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -347,16 +370,26 @@ function show() {
   if (current) strip.scrollLeft = current.offsetLeft - (strip.clientWidth - current.clientWidth) / 2;
 }
 
+let sending = false;  // one answer at a time: a second key waits for the first to be saved
 async function send(label) {
-  const row = state.rows[at];
-  const reply = await fetch("/answer", {method: "POST", headers: {"Content-Type": "application/json"},
-                                        body: JSON.stringify({index: row.index, label: label})});
-  const body = await reply.json();
-  if (!reply.ok) { document.getElementById("status").textContent = body.error; return; }
-  document.getElementById("status").textContent = "";
-  state = body;
-  at = firstOpen(at + 1);
-  show();
+  if (sending) return;
+  sending = true;
+  const status = document.getElementById("status");
+  try {
+    const row = state.rows[at];
+    const reply = await fetch("/answer", {method: "POST", headers: {"Content-Type": "application/json"},
+                                          body: JSON.stringify({index: row.index, label: label})});
+    const body = await reply.json();
+    if (!reply.ok) { status.textContent = body.error; return; }
+    status.textContent = "";
+    state = body;
+    at = firstOpen(at + 1);
+    show();
+  } catch (error) {
+    status.textContent = "not saved: the sgan label server does not answer (is it still running?)";
+  } finally {
+    sending = false;
+  }
 }
 
 function move(step) {
@@ -380,7 +413,7 @@ async function start() {
   document.getElementById("back").onclick = () => move(-1);
   document.getElementById("next").onclick = () => move(1);
   document.addEventListener("keydown", e => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     const c = e.key === "0" ? 9 : "123456789".indexOf(e.key);
     if (c >= 0 && c < state.classes.length) send(c);
     else if (e.key === "s") send("skip");

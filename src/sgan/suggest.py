@@ -246,6 +246,9 @@ def train_flags(cfg: Config) -> str:
     """The `sgan train` flags that find the same pool and split again: the settings that decide
     them, as given to suggest-labels (the data always)."""
     given = {key: getattr(cfg, key) for key in TRAIN_KEYS if key == "data" or getattr(cfg, key) != getattr(DEFAULTS, key)}
+    for key in ("data", "val_data"):  # paths that work from any folder, as the picks' own path does
+        if given.get(key) and Path(given[key]).exists():
+            given[key] = Path(given[key]).resolve()
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in given.items())
 
 

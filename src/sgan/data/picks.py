@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def read_rows(path: str) -> list[tuple[str, int, str, str]]:
         if not label:
             empty = sum(not (r["label"] or "").strip() for r in rows)
             raise SganError(f"{where}: no label ({empty} of {len(rows)} rows have none); fill in the label column, "
-                            f"or label them in a browser with: sgan label {Path(path).parent}")
+                            f"or label them in a browser with: sgan label {shlex.quote(str(Path(path).parent))}")
         if label != SKIPPED:
             read.append((where, i, (row.get("path") or "").strip(), label))
     if not read:

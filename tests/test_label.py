@@ -305,8 +305,9 @@ def test_a_person_labels_by_keyboard_and_mouse_skips_one_and_reloads(suggestions
         driver.quit()
 
 
-def test_a_second_key_before_the_first_answer_is_saved_never_answers_the_same_pick_again(suggestions):
+def test_a_second_key_while_the_first_is_sent_never_answers_the_same_pick_and_back_changes_an_answer(suggestions):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver = chromium_driver()
@@ -319,5 +320,12 @@ def test_a_second_key_before_the_first_answer_is_saved_never_answers_the_same_pi
             rows = read(suggestions / "picks.csv")
             assert rows[0]["label"] == "0"  # the first key's answer stands
             assert rows[1]["label"] in ("", "1") and all(r["label"] == "" for r in rows[2:])
+            back = 2 if rows[1]["label"] else 1  # back to the first pick, and change its answer
+            body = driver.find_element(By.TAG_NAME, "body")
+            for _ in range(back):
+                body.send_keys(Keys.ARROW_LEFT)
+            assert driver.find_element(By.ID, "picture").get_attribute("src").endswith(f"/image/{rows[0]['index']}.png")
+            body.send_keys("4")
+            WebDriverWait(driver, 10).until(lambda d: read(suggestions / "picks.csv")[0]["label"] == "3")
     finally:
         driver.quit()

@@ -20,7 +20,7 @@ from sgan.run import RunFolder
 from conftest import run_sgan
 
 SETTINGS = ["--n-labeled", "20", "--iterations", "40", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
-            "--checkpoint-every", "1", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
+            "--checkpoint-every", "5", "--ema", "0.9", "--lr-schedule", "cosine", "--methods", "supervised", "sgan",
             "--threads", "1", "--no-progress"]
 
 
@@ -79,7 +79,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(reference, digits_csv, t
     out = tmp_path / "run"
     ckpt, tmp = out / "checkpoint.safetensors", out / "checkpoint.safetensors.tmp"
     rng = np.random.default_rng(0)
-    p = start("--data", str(digits_csv), "--out", str(out), *SETTINGS)
+    p = start("--data", str(digits_csv), "--out", str(out), *SETTINGS, "--checkpoint-every", "1")  # many to land in
     kills, mid_write = 0, 0
     while kills < 15 and (kills < 4 or mid_write == 0):  # 3 random kills, then at least one mid-write
         if kills < 3:  # at a random moment a little after a checkpoint

@@ -58,7 +58,7 @@ def test_stream_needs_a_folder(digits_csv):
 
 
 SETTINGS = ["--n-labeled", "20", "--iterations", "30", "--batch-size", "8", "--eval-every", "10", "--log-every", "5",
-            "--checkpoint-every", "1", "--methods", "supervised", "sgan+aug", "--stream", "--loader-workers", "2",
+            "--checkpoint-every", "5", "--methods", "supervised", "sgan+aug", "--stream", "--loader-workers", "2",
             "--threads", "1", "--no-progress"]
 
 

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("ray")
 
 SETTINGS = ('methods = ["sgan"]\niterations = 30\nbatch_size = 8\neval_every = 20\nlog_every = 10\n'
-            'checkpoint_every = 1\nprogress = false\n\n[sweep]\nbudgets = [20]\nseeds = [0]\ncpus_per_cell = 1\n')
+            'checkpoint_every = 5\nprogress = false\n\n[sweep]\nbudgets = [20]\nseeds = [0]\ncpus_per_cell = 1\n')
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def test_a_stopped_cell_resumes_and_equals_an_uninterrupted_one(digits_csv, tmp_
 
     config = tmp_path / "sweep.toml"
     config.write_text(f'data = "{digits_csv}"\nmethods = ["supervised", "sgan"]\niterations = 60\nbatch_size = 8\n'
-                      'eval_every = 20\nlog_every = 10\ncheckpoint_every = 1\nthreads = 1\nprogress = false\n\n'
+                      'eval_every = 20\nlog_every = 10\ncheckpoint_every = 5\nthreads = 1\nprogress = false\n\n'
                       '[sweep]\nbudgets = [20]\nseeds = [0]\n')
     subprocess.run(sweep_command(config, tmp_path / "reference"), capture_output=True, text=True, check=True)
     out = tmp_path / "sweep"

@@ -12,7 +12,6 @@ with a 4xx and one line on stderr.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import ipaddress
 import json
@@ -28,12 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .data.picks import SKIPPED
+from .data.picks import COLUMNS, SKIPPED, csv_rows, row_index
 from .errors import SganError
 from .files import atomic_write_text, csv_text
 from .run import SuggestFolder
 
-HEADER = ["index", "path", "label"]
 IMAGE = re.compile(r"/image/(\d{1,12})\.png")
 MAX_BODY = 1024  # bytes of an answer's JSON
 
@@ -51,17 +49,6 @@ class Row:
     index: int
     path: str
     label: str  # "" unanswered, a class name, or SKIPPED
-
-
-def read_csv(path: Path, columns: list[str]) -> list[dict[str, str]]:
-    try:
-        with open(read_path(path), newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise SganError(f"{path}: not a CSV file sgan wrote ({e})") from None
-    if rows and not set(columns) <= set(rows[0]):
-        raise SganError(f"{path}: expected the columns {','.join(columns)}")
-    return rows
 
 
 class Labeling:
@@ -83,9 +70,9 @@ class Labeling:
         if len(set(self.classes)) != len(self.classes) or SKIPPED in self.classes:
             raise SganError(f"classes {', '.join(self.classes)}: each must be named once, and none {SKIPPED!r}")
         self.command = self.folder.train_command(summary.get("train_flags", ""))
-        self.rows = [self._row(r, i, self.folder.picks) for i, r in enumerate(read_csv(self.folder.picks, HEADER), start=2)]
-        self.reserve = [self._row({**r, "label": ""}, line, self.folder.reserve)
-                        for line, r in enumerate(read_csv(self.folder.reserve, HEADER[:2]), start=2)]
+        self.rows = [self._row(where, r) for where, r in csv_rows(read_path(self.folder.picks), COLUMNS)]
+        self.reserve = [self._row(where, {**r, "label": ""})
+                        for where, r in csv_rows(read_path(self.folder.reserve), COLUMNS[:2])]
         listed = [r.index for r in self.rows + self.reserve]
         if missing := [i for i in listed if not self.folder.image(i).is_file()]:
             raise SganError(f"{self.folder.image(missing[0])}: not found (suggestions from an older sgan: "
@@ -93,14 +80,11 @@ class Labeling:
         self.listed = set(listed)
         self.lock = threading.Lock()
 
-    def _row(self, row: dict[str, str], line: int, path: Path) -> Row:
+    def _row(self, where: str, row: dict[str, str]) -> Row:
         label = (row["label"] or "").strip()
         if label and label != SKIPPED and label not in self.classes:
-            raise SganError(f"{path} line {line}: label {label!r} is not one of {', '.join(self.classes)}")
-        try:
-            return Row(int(row["index"]), row["path"] or "", label)
-        except (TypeError, ValueError):
-            raise SganError(f"{path} line {line}: index {row['index']!r} is not a whole number") from None
+            raise SganError(f"{where}: label {label!r} is not one of {', '.join(self.classes)}")
+        return Row(row_index(where, row), row["path"] or "", label)
 
     def state(self) -> dict[str, Any]:
         """What the page shows: the classes, every row in picks.csv's order, the counts."""
@@ -132,7 +116,7 @@ class Labeling:
             rows[at].label = SKIPPED if label == SKIPPED else self.classes[label]
             if label == SKIPPED:
                 rows += [dataclasses.replace(r) for r in self.unused()[:1]]
-            atomic_write_text(self.folder.picks, csv_text(HEADER, [[r.index, r.path, r.label] for r in rows]))
+            atomic_write_text(self.folder.picks, csv_text(COLUMNS, [[r.index, r.path, r.label] for r in rows]))
             self.rows = rows
             return self.state()
 

@@ -30,6 +30,7 @@ from . import losses
 from .files import atomic, atomic_write_text, csv_text
 from .config import Config, Suggestion, check_values
 from .data.imageset import ImageSet
+from .data.picks import COLUMNS
 from .data.prepare import candidate_pool
 from .data.readers import open_source
 from .plan import make_plan
@@ -295,7 +296,7 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
     def rows(indices: np.ndarray) -> list[list]:
         return [[int(i), "" if pool.paths is None else str(pool.paths[i]), ""] for i in indices]
 
-    atomic_write_text(folder.reserve, csv_text(["index", "path"], [row[:2] for row in rows(reserve)]))
+    atomic_write_text(folder.reserve, csv_text(COLUMNS[:2], [row[:2] for row in rows(reserve)]))
     with atomic(folder.contact_sheet) as tmp:
         tmp.write_bytes(contact_sheet(pool.images[picks], list(range(1, len(picks) + 1))))
     summary = {"data": cfg.data, "strategy": strategy, "budget": budget, "seed": cfg.seed,
@@ -304,5 +305,5 @@ def suggest_labels(cfg: Config, *, budget: int, out: str | Path, strategy: str =
                "features": features if strategy != "random" else None,
                "pretext_iterations": pretext_iterations if strategy != "random" else 0}
     atomic_write_text(folder.summary, json.dumps(summary, indent=2))
-    atomic_write_text(folder.picks, csv_text(["index", "path", "label"], rows(picks)))  # last: the folder is whole
+    atomic_write_text(folder.picks, csv_text(COLUMNS, rows(picks)))  # last: the folder is whole
     return summary

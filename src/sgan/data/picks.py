@@ -6,6 +6,7 @@ import csv
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -20,27 +21,44 @@ class Picks:
     classes: list[str]  # class names when the labels were names, else empty
 
 
+COLUMNS = ["index", "path", "label"]  # picks.csv's; reserve.csv has the first two
 SKIPPED = "skip"  # the label of a pick a person judged no clean example of any class: not used
+
+
+def csv_rows(path: str | Path, columns: Sequence[str] = ()) -> list[tuple[str, dict[str, str]]]:
+    """The rows of a picks.csv or reserve.csv, each with where it stands ("PATH line N"); with
+    `columns`, the header must name them (an empty file has no rows to check)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise SganError(f"{path}: not a CSV file sgan wrote ({e})") from None
+    if rows and not set(columns) <= set(rows[0]):
+        raise SganError(f"{path}: expected the columns {','.join(columns)}")
+    return [(f"{path} line {line}", row) for line, row in enumerate(rows, start=2)]
+
+
+def row_index(where: str, row: dict[str, str]) -> int:
+    """A row's `index` column as the whole number it must be."""
+    try:
+        return int(row["index"])
+    except (TypeError, ValueError):
+        raise SganError(f"{where}: index {row['index']!r} is not a whole number") from None
 
 
 def read_rows(path: str) -> list[tuple[str, int, str, str]]:
     """Rows `index,path,label` of a filled-in picks.csv, each as (where, index, path named, label
     written), the header, the index numbers, the labels and repeats checked; rows labelled
     SKIPPED are left out."""
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise SganError(f"{path}: labels CSV not found")
-    with open(file, newline="") as f:
-        rows = list(csv.DictReader(f))
+    table = csv_rows(path)
+    rows = [row for _, row in table]
     if not rows or not {"index", "label"} <= set(rows[0]):
         raise SganError(f"{path}: expected a header with 'index' and 'label' and at least one row")
     read = []
-    for line, row in enumerate(rows, start=2):
-        where = f"{path} line {line}"
-        try:
-            i = int(row["index"])
-        except (TypeError, ValueError):
-            raise SganError(f"{where}: index {row['index']!r} is not a whole number") from None
+    for where, row in table:
+        i = row_index(where, row)
         label = (row["label"] or "").strip()
         if not label:
             empty = sum(not (r["label"] or "").strip() for r in rows)

@@ -271,6 +271,9 @@ def test_sweep_through_the_cli_with_a_config_file(digits_csv, tmp_path):
     r = sgan("train", "--config", str(config), "--n-labeled", "20", "--no-progress", "--out", str(tmp_path / "one"))
     assert r.returncode == 0, r.stderr  # the same file trains one cell; its [sweep] table is left to sweep
     assert json.loads((tmp_path / "one" / "config.json").read_text())["iterations"] == 2
+    one, cell = (json.loads((d / "metrics.json").read_text())["methods"]["supervised"]["val"]
+                 for d in (tmp_path / "one", tmp_path / "sw" / "runs" / "n20_pool_seed0"))
+    assert one == cell  # a cell, forked from the sweep's server process, trains as a run of its own does
     config.write_text('iterations = 2\n[sweep]\nbudget = [20]\n')
     r = sgan("sweep", "--config", str(config), "--out", str(tmp_path / "sw2"))
     assert r.returncode == 2 and "unknown [sweep] key 'budget'" in r.stderr and "Traceback" not in r.stderr

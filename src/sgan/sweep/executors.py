@@ -30,6 +30,18 @@ def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any
         sys.exit(128 + e.signum)
 
 
+def cell_processes(gpus: list[str]) -> multiprocessing.context.BaseContext:
+    """Where cell processes come from. On the CPU: forked from a server process that imported
+    torch and the trainer once (none of this process's state), where a fresh process costs each
+    cell seconds of imports (torch, and torch._dynamo, which the first optimizer imports). Cells
+    given a GPU start afresh: CUDA must not have been touched before a fork."""
+    if gpus:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch._dynamo", "sgan.trainer", "sgan.report.plots"])
+    return ctx
+
+
 def visible_gpus() -> list[str]:
     """The CUDA devices cells may use, as CUDA_VISIBLE_DEVICES entries."""
     import torch
@@ -44,14 +56,14 @@ def wants_gpu(cell: dict[str, Any]) -> bool:
 
 
 def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool, cpus_per_cell: int | None = None) -> None:
-    """Each cell in a spawned process (no forked torch state), `workers` at a time; where there
-    are GPUs and the cells may use one, one cell per GPU at a time, each seeing only its own
+    """Each cell in a process of its own, `workers` at a time; where there are GPUs and the cells
+    may use one, one cell per GPU at a time, each seeing only its own
     (CUDA_VISIBLE_DEVICES). A failed cell or a signal to this process stops the running cells
     within STOP_SECONDS; each checkpoints, and the next run resumes it."""
     from tqdm import tqdm
 
-    ctx = multiprocessing.get_context("spawn")
     gpus = visible_gpus() if any(wants_gpu(c) for c in cells) else []
+    ctx = cell_processes(gpus)
     workers = min(workers, len(gpus)) if gpus else workers
     threads = cpus_per_cell or max(1, (os.cpu_count() or 1) // workers)
     free = list(gpus)  # the GPUs no running cell holds
@@ -63,9 +75,10 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool, cpus
                 cell = waiting.pop(0)
                 gpu = free.pop(0) if gpus and wants_gpu(cell) else None
                 errors_out, errors_in = ctx.Pipe(duplex=False)  # a pipe, not a queue: no semaphore to leak on kill
-                running.append(ctx.Process(target=_run_cell, args=(cell, threads, gpu, errors_in)))
-                errors[running[-1]], held[running[-1]] = errors_out, gpu
-                running[-1].start()
+                process = ctx.Process(target=_run_cell, args=(cell, threads, gpu, errors_in))
+                process.start()  # before it is listed: one that failed to start has nothing to stop
+                running.append(process)
+                errors[process], held[process] = errors_out, gpu
             multiprocessing.connection.wait([p.sentinel for p in running])
             for p in [p for p in running if p.exitcode is not None]:
                 running.remove(p)

@@ -64,8 +64,8 @@ def test_agree_averages_and_check_in_step_catches_diverged_ranks(tmp_path, pertu
 
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", "-m", "sgan", "train"]
-SETTINGS = ["--n-labeled", "200", "--methods", "supervised", "sgan", "--iterations", "100", "--eval-every", "50",
-            "--log-every", "25", "--lr", "2e-3", "--device", "cpu", "--no-progress"]
+SETTINGS = ["--n-labeled", "200", "--methods", "supervised", "sgan", "--iterations", "60", "--eval-every", "30",
+            "--log-every", "15", "--lr", "2e-3", "--device", "cpu", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
@@ -105,7 +105,7 @@ def test_torchrun_stopped_by_sigterm_resumes_exactly(reference, digits_csv, tmp_
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     log, deadline = out / "metrics.jsonl", time.time() + 300
     while p.poll() is None and time.time() < deadline:
-        if log.exists() and '"method": "sgan", "step": 50,' in log.read_text():
+        if log.exists() and '"method": "sgan", "step": 30,' in log.read_text():
             break
         time.sleep(0.01)
     p.send_signal(signal.SIGTERM)  # torchrun passes it on to both workers

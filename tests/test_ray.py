@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_sgan
+
 pytest.importorskip("ray")
 
 SETTINGS = ('methods = ["sgan"]\niterations = 30\nbatch_size = 8\neval_every = 20\nlog_every = 10\n'
@@ -29,7 +31,8 @@ def config(tmp_path_factory, digits_csv) -> Path:
 def local(config) -> Path:
     """The same sweep by the local executor, one thread per cell as on Ray."""
     out = config.parent / "local"
-    subprocess.run(sweep(config, out), capture_output=True, text=True, check=True)
+    r = run_sgan(*sweep(config, out)[3:])
+    assert r.returncode == 0, r.stderr
     return out
 
 

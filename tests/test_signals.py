@@ -58,9 +58,11 @@ def test_a_run_stops_at_any_point(digits_csv, tmp_path, signum, point):
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
+    """Children, theirs, and so on (a sweep's cells are its fork server's children)."""
     tasks = Path(f"/proc/{pid}/task")
-    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+    children = [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+    return children + [d for c in children for d in _descendants(c)]
 
 
 def _running(pid: int) -> bool:
@@ -77,10 +79,11 @@ def test_a_sweep_stops_with_its_worker_processes(digits_csv, tmp_path):
                     "--iterations", "100000", "--no-progress", "--out", str(tmp_path / "sw"),
                     pause_at="training", paused=paused)
     wait_until(paused.exists, "a cell training", process)  # a cell's process wrote it
-    children = _children(process.pid)
-    assert children
+    descendants = _descendants(process.pid)
+    cells = {int(lock.read_text()) for lock in (tmp_path / "sw" / "runs").glob("*/.lock") if lock.read_text()}
+    assert cells and cells <= set(descendants)  # each cell's process holds its folder
     stop(process, signal.SIGTERM)
-    wait_until(lambda: not any(map(_running, children)), "the worker processes gone")
+    wait_until(lambda: not any(map(_running, descendants)), "the worker processes gone")
     checkpoints = list((tmp_path / "sw" / "runs").rglob("checkpoint.safetensors"))
     assert checkpoints and not list((tmp_path / "sw").rglob("metrics.json"))  # each stopped cell kept its step
 

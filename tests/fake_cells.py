@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 
-def fake_cell(values, threads, gpu, errors) -> None:
+def fake_cell(values, threads, gpu, errors, environ) -> None:
     """Stands in for sweep.executors._run_cell: records which GPU it was given and when it ran."""
     start = time.time()
     time.sleep(0.5)

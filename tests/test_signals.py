@@ -14,9 +14,10 @@ from sgan.errors import PAUSE_AT
 
 
 def start(*args: str, pause_at: str, paused: Path) -> subprocess.Popen:
+    """`sgan ARGS` in a process group of its own."""
     return subprocess.Popen([sys.executable, "-m", "sgan", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONWARNINGS": "ignore",
-                                            PAUSE_AT: f"{pause_at}:{paused}"})
+                                            PAUSE_AT: f"{pause_at}:{paused}"}, start_new_session=True)
 
 
 def wait_until(condition, what: str, process: subprocess.Popen | None = None) -> None:
@@ -28,9 +29,10 @@ def wait_until(condition, what: str, process: subprocess.Popen | None = None) ->
         time.sleep(0.05)
 
 
-def stop(process: subprocess.Popen, signum: int) -> str:
-    """Send the signal; the process must end by it, with one stderr line."""
-    process.send_signal(signum)
+def stop(process: subprocess.Popen, signum: int, sent: bool = False) -> str:
+    """Send the signal (unless `sent`); the process must end by it, with one stderr line."""
+    if not sent:
+        process.send_signal(signum)
     try:
         _, err = process.communicate(timeout=60)
     finally:
@@ -60,8 +62,10 @@ def test_a_run_stops_at_any_point(digits_csv, tmp_path, signum, point):
 
 def _descendants(pid: int) -> list[int]:
     """Children, theirs, and so on (a sweep's cells are its fork server's children)."""
-    tasks = Path(f"/proc/{pid}/task")
-    children = [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+    try:
+        children = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() for c in (t / "children").read_text().split()]
+    except FileNotFoundError:  # it ended meanwhile
+        return []
     return children + [d for c in children for d in _descendants(c)]
 
 
@@ -73,7 +77,10 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_a_sweep_stops_with_its_worker_processes(digits_csv, tmp_path):
+@pytest.mark.parametrize("group", [False, True], ids=["the sweep", "its process group"])
+def test_a_sweep_stops_with_its_worker_processes(digits_csv, tmp_path, group):
+    """SIGTERM to the sweep, or to its whole process group (timeout, scancel, kill -- -PGID): the
+    sweep ends only after its cells, each with its checkpoint."""
     paused = tmp_path / "paused"
     process = start("sweep", "--data", str(digits_csv), "--budgets", "20", "--seeds", "0", "1", "--workers", "2",
                     "--iterations", "100000", "--no-progress", "--out", str(tmp_path / "sw"),
@@ -82,7 +89,10 @@ def test_a_sweep_stops_with_its_worker_processes(digits_csv, tmp_path):
     descendants = _descendants(process.pid)
     cells = {int(lock.read_text()) for lock in (tmp_path / "sw" / "runs").glob("*/.lock") if lock.read_text()}
     assert cells and cells <= set(descendants)  # each cell's process holds its folder
-    stop(process, signal.SIGTERM)
+    if group:
+        os.killpg(process.pid, signal.SIGTERM)  # the cells and any helper process get it too
+    stop(process, signal.SIGTERM, sent=group)
+    assert not any(map(_running, cells))  # none outlived the sweep
     wait_until(lambda: not any(map(_running, descendants)), "the worker processes gone")
     checkpoints = list((tmp_path / "sw" / "runs").rglob("checkpoint.safetensors"))
     assert checkpoints and not list((tmp_path / "sw").rglob("metrics.json"))  # each stopped cell kept its step

@@ -229,3 +229,50 @@ def test_the_executor_cost_benchmark_times_a_sweep_of_tiny_cells(tmp_path):
     assert local["cells"] == 2 and 0 < local["to_first_step_s"] < local["wall_s"]
     assert local["per_cell_s"] * 2 == pytest.approx(local["first_step_to_last_end_s"], abs=0.02)
     assert "| local | 2 |" in (tmp_path / "out" / "executor_cost.md").read_text()
+
+
+def test_each_cell_runs_in_the_environment_the_sweep_has_when_it_starts(digits_csv, tmp_path, monkeypatch):
+    """A fork server copies the environment once, when it starts; a cell takes the sweep's as it
+    is at the cell's start. Here a variable set after the server started makes the cell pause
+    (sgan.errors.pause_point), where it is stopped."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from sgan.errors import PAUSE_AT
+    from sgan.sweep.executors import cell_processes, run_cells
+
+    cell_processes(cuda=False)  # this process's fork server runs, started without the variable
+    paused = tmp_path / "paused"
+    monkeypatch.setenv(PAUSE_AT, f"prepared:{paused}")
+
+    def stop_the_cell() -> None:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not (paused.exists() and paused.read_text()):
+            time.sleep(0.05)
+        if paused.exists():
+            os.kill(int(paused.read_text()), signal.SIGTERM)
+
+    threading.Thread(target=stop_the_cell, daemon=True).start()
+    cells = Sweep(base={"data": str(digits_csv), "methods": ["supervised"], "iterations": 2, "batch_size": 8},
+                  budgets=[20], seeds=[0], out=str(tmp_path / "sw")).cells()
+    with pytest.raises(SganError, match="exit code -15"):  # stopped at the pause point by SIGTERM, not finished
+        run_cells(cells, workers=1, progress=False)
+    assert paused.is_file()
+
+
+def test_cells_start_afresh_where_they_may_use_cuda_or_no_fork_server_starts(monkeypatch):
+    import multiprocessing.forkserver
+
+    from sgan.sweep.executors import cell_processes
+
+    assert cell_processes(cuda=True).get_start_method() == "spawn"  # CUDA must not be touched before a fork
+
+    def no_socket() -> None:
+        raise OSError("AF_UNIX path too long")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", no_socket)
+    assert cell_processes(cuda=False).get_start_method() == "spawn"
+    monkeypatch.undo()
+    assert cell_processes(cuda=False).get_start_method() == "forkserver"

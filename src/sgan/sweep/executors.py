@@ -5,40 +5,70 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.forkserver
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from ..config import Config
-from ..errors import Interrupted, SganError, on_signals
+from ..errors import Interrupted, SganError, on_signals, signals_deferred
 from .cells import train_cell
 
 STOP_SECONDS = 20  # how long a stopped cell may take to finish its step before it is killed
+STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any) -> None:
+def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any, environ: dict[str, str]) -> None:
     """The local executor's cell process: its one-line error goes to the pipe `errors`, a signal
-    ends it quietly."""
-    if gpu is not None:  # before CUDA starts in this process: the cell sees its GPU only, as cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    ends it quietly. It runs in the sweep's environment as it is now (a fork server's is the one
+    it started with)."""
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the fork server ignores them, and may have
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # them blocked too, as its parent did (cell_processes)
+        if hasattr(signal, "pthread_sigmask"):  # POSIX
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+        os.environ.clear()
+        os.environ.update(environ)
+        if gpu is not None:  # before CUDA starts in this process: the cell sees its GPU only, as cuda:0
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
         train_cell(values, threads)
     except SganError as e:
         errors.send(f"{values['out']}: {e}")
         sys.exit(1)
     except Interrupted as e:  # Ctrl-C reaches the whole process group; the parent says it
         sys.exit(128 + e.signum)
+    except KeyboardInterrupt:  # the same, before the run's own handlers are set
+        sys.exit(128 + signal.SIGINT)
 
 
-def cell_processes(gpus: list[str]) -> multiprocessing.context.BaseContext:
-    """Where cell processes come from. On the CPU: forked from a server process that imported
-    torch and the trainer once (none of this process's state), where a fresh process costs each
-    cell seconds of imports (torch, and torch._dynamo, which the first optimizer imports). Cells
-    given a GPU start afresh: CUDA must not have been touched before a fork."""
-    if gpus:
-        return multiprocessing.get_context("spawn")
+def cell_processes(cuda: bool) -> multiprocessing.context.BaseContext:
+    """Where cell processes come from. On Linux, for the CPU: forked from a server process that
+    imported torch once, where a fresh Python costs each cell seconds of imports (torch, and
+    torch._dynamo, which the first optimizer imports). Cells given a GPU start afresh (CUDA must
+    not be touched before a fork), and so does every cell elsewhere, or where no server starts.
+    `cuda`: some cell may use a GPU."""
+    spawn = multiprocessing.get_context("spawn")
+    if cuda or sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return spawn
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch._dynamo", "sgan.trainer", "sgan.report.plots"])
+    # third-party modules only: a Python 3.11 server has its own sys.path, the cells take the sweep's
+    ctx.set_forkserver_preload(["torch._dynamo", "matplotlib.pyplot"])
+    # The server starts with SIGINT and SIGTERM ignored (an ignored signal stays ignored across
+    # exec), so that one sent to the whole process group (Ctrl-C, timeout, scancel) cannot end it
+    # while it reports its cells' exits to this process, which stops them. Meanwhile this process
+    # blocks them: one that arrives waits for its own handlers (Linux keeps a blocked signal pending).
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+    handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOPS}
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except OSError:  # e.g. a TMPDIR too long for its socket's path
+        return spawn
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
     return ctx
 
 
@@ -63,7 +93,7 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool, cpus
     from tqdm import tqdm
 
     gpus = visible_gpus() if any(wants_gpu(c) for c in cells) else []
-    ctx = cell_processes(gpus)
+    ctx = cell_processes(bool(gpus) or any(c.get("device", Config.device).startswith("cuda") for c in cells))
     workers = min(workers, len(gpus)) if gpus else workers
     threads = cpus_per_cell or max(1, (os.cpu_count() or 1) // workers)
     free = list(gpus)  # the GPUs no running cell holds
@@ -75,9 +105,10 @@ def run_cells(cells: list[dict[str, Any]], *, workers: int, progress: bool, cpus
                 cell = waiting.pop(0)
                 gpu = free.pop(0) if gpus and wants_gpu(cell) else None
                 errors_out, errors_in = ctx.Pipe(duplex=False)  # a pipe, not a queue: no semaphore to leak on kill
-                process = ctx.Process(target=_run_cell, args=(cell, threads, gpu, errors_in))
-                process.start()  # before it is listed: one that failed to start has nothing to stop
-                running.append(process)
+                process = ctx.Process(target=_run_cell, args=(cell, threads, gpu, errors_in, dict(os.environ)))
+                with signals_deferred():  # a started cell is listed before a signal stops the sweep: it is stopped too
+                    process.start()
+                    running.append(process)
                 errors[process], held[process] = errors_out, gpu
             multiprocessing.connection.wait([p.sentinel for p in running])
             for p in [p for p in running if p.exitcode is not None]:

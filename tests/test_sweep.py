@@ -276,3 +276,21 @@ def test_cells_start_afresh_where_they_may_use_cuda_or_no_fork_server_starts(mon
     assert cell_processes(cuda=False).get_start_method() == "spawn"
     monkeypatch.undo()
     assert cell_processes(cuda=False).get_start_method() == "forkserver"
+
+
+def test_the_fork_server_ignores_the_signals_its_process_group_gets():
+    """Ctrl-C, timeout or scancel signal the whole process group: the server must live on to
+    report its cells' exits to the sweep, which stops them (tests/test_signals.py)."""
+    import signal
+
+    from sgan.sweep.executors import cell_processes
+
+    handlers = [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)]
+    cell_processes(cuda=False)
+    assert [signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)] == handlers  # this process's own
+    children = [int(c) for t in Path("/proc/self/task").iterdir() for c in (t / "children").read_text().split()]
+    servers = [pid for pid in children if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(servers) == 1
+    status = dict(line.split(":\t") for line in Path(f"/proc/{servers[0]}/status").read_text().splitlines())
+    ignored = int(status["SigIgn"], 16)
+    assert all(ignored >> (sig - 1) & 1 for sig in (signal.SIGINT, signal.SIGTERM))

@@ -2,7 +2,6 @@
 by the test: the same summary as the local executor, a killed worker's cell retried and resumed,
 a stopped driver leaving nothing behind."""
 
-import json
 import os
 import signal
 import subprocess

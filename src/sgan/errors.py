@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+STOPS = (signal.SIGINT, signal.SIGTERM)  # the signals that stop a command: Ctrl-C, kill, timeout, scancel
+
 
 class SganError(Exception):
     """Bad input or a bad request; the message names the file and the problem."""
@@ -36,7 +38,7 @@ def on_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in STOPS}
     try:
         yield
     finally:
@@ -68,11 +70,10 @@ def pause_point(name: str) -> None:
     point, _, file = os.environ.get(PAUSE_AT, "").partition(":")
     if point != name:
         return
-    stops = {signal.SIGINT, signal.SIGTERM}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # one sent before the wait stays pending for it
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)  # one sent before the wait stays pending for it
     try:
         Path(file).write_text(str(os.getpid()))
-        signum = signal.sigwait(stops)
+        signum = signal.sigwait(STOPS)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)
     signal.raise_signal(signum)

@@ -13,11 +13,10 @@ import threading
 from typing import Any
 
 from ..config import Config
-from ..errors import Interrupted, SganError, on_signals, signals_deferred
+from ..errors import STOPS, Interrupted, SganError, on_signals, signals_deferred
 from .cells import train_cell
 
 STOP_SECONDS = 20  # how long a stopped cell may take to finish its step before it is killed
-STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 def _run_cell(values: dict[str, Any], threads: int, gpu: str | None, errors: Any, environ: dict[str, str]) -> None:

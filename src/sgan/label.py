@@ -61,9 +61,10 @@ class Labeling:
             raise SganError(f"{folder}: not a folder (give the --out folder of sgan suggest-labels)")
         try:
             summary = json.loads(read_text(self.folder.summary))
-            assert isinstance(summary, dict)
-        except (ValueError, AssertionError):
-            raise SganError(f"{self.folder.summary}: not the JSON object sgan suggest-labels writes") from None
+        except ValueError:
+            summary = None
+        if not isinstance(summary, dict):
+            raise SganError(f"{self.folder.summary}: not the JSON object sgan suggest-labels writes")
         self.classes = classes or summary.get("classes")
         if not self.classes:
             raise SganError(f"{self.folder.summary}: names no classes (the pool has none); give them with --classes")

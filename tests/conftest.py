@@ -112,6 +112,18 @@ def run_sgan(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["sgan", *args], code, out.getvalue(), err.getvalue())
 
 
+def sweep_args(config: Path, out: Path, *extra: str) -> list[str]:
+    """`sgan sweep` of a config file into `out`: the arguments, for run_sgan."""
+    return ["sweep", "--config", str(config), "--out", str(out), *extra]
+
+
+def sweep_command(config: Path, out: Path, *extra: str) -> list[str]:
+    """The same sweep as a process of its own."""
+    import sys
+
+    return [sys.executable, "-m", "sgan", *sweep_args(config, out, *extra)]
+
+
 def needs_shared():
     return pytest.mark.skipif(not (SHARED / "kannada-mnist").is_dir(),
                               reason=f"shared data not found at {SHARED}")

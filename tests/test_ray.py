@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_sgan
+from conftest import run_sgan, sweep_args, sweep_command
 
 pytest.importorskip("ray")
 
@@ -30,13 +30,9 @@ def config(tmp_path_factory, digits_csv) -> Path:
 def local(config) -> Path:
     """The same sweep by the local executor, one thread per cell as on Ray."""
     out = config.parent / "local"
-    r = run_sgan(*sweep(config, out)[3:])
+    r = run_sgan(*sweep_args(config, out))
     assert r.returncode == 0, r.stderr
     return out
-
-
-def sweep(config: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sgan", "sweep", "--config", str(config), "--out", str(out), *extra]
 
 
 def results(out: Path) -> str:
@@ -59,7 +55,7 @@ def wait_for(path: Path, p: subprocess.Popen, timeout: float = 180) -> bool:
 
 
 def test_a_sweep_on_ray_gives_the_local_executors_summary(config, local, tmp_path):
-    r = subprocess.run(sweep(config, tmp_path / "ray", "--executor", "ray"), capture_output=True, text=True)
+    r = subprocess.run(sweep_command(config, tmp_path / "ray", "--executor", "ray"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert results(tmp_path / "ray") == results(local)  # bit for bit
     assert not ray_processes()  # the cluster the sweep started is gone
@@ -67,8 +63,8 @@ def test_a_sweep_on_ray_gives_the_local_executors_summary(config, local, tmp_pat
 
 def test_a_killed_worker_is_retried_and_its_cell_resumes(config, local, tmp_path):
     out = tmp_path / "ray"
-    p = subprocess.Popen(sweep(config, out, "--executor", "ray"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(sweep_command(config, out, "--executor", "ray"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     cell = out / "runs" / "n20_pool_seed0"
     assert wait_for(cell / "checkpoint.safetensors", p)
     worker = int((cell / ".lock").read_text())  # the Ray worker training the cell holds its folder
@@ -82,8 +78,8 @@ def test_a_killed_worker_is_retried_and_its_cell_resumes(config, local, tmp_path
 
 def test_sigterm_of_the_driver_stops_the_cells_and_a_rerun_completes(config, local, tmp_path):
     out = tmp_path / "ray"
-    p = subprocess.Popen(sweep(config, out, "--executor", "ray"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(sweep_command(config, out, "--executor", "ray"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     assert wait_for(out / "runs" / "n20_pool_seed0" / "checkpoint.safetensors", p)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=120)
@@ -94,7 +90,7 @@ def test_sigterm_of_the_driver_stops_the_cells_and_a_rerun_completes(config, loc
         time.sleep(0.5)
     assert not ray_processes()
     assert not (out / "summary.json").exists()
-    r = subprocess.run(sweep(config, out, "--executor", "ray"), capture_output=True, text=True)
+    r = subprocess.run(sweep_command(config, out, "--executor", "ray"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert results(out) == results(local)
 
@@ -102,6 +98,6 @@ def test_sigterm_of_the_driver_stops_the_cells_and_a_rerun_completes(config, loc
 def test_without_ray_the_executor_is_refused_in_one_line(config, tmp_path):
     code = ("import sys, runpy; sys.modules['ray'] = None; sys.argv = ['sgan'] + sys.argv[1:]; "
             "runpy.run_module('sgan', run_name='__main__')")
-    r = subprocess.run([sys.executable, "-c", code, *sweep(config, tmp_path / "s", "--executor", "ray")[3:]],
+    r = subprocess.run([sys.executable, "-c", code, *sweep_args(config, tmp_path / "s", "--executor", "ray")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'sgan[ray]'" in r.stderr and "Traceback" not in r.stderr

@@ -4,7 +4,7 @@ each long, run on the suite's two workers at once.)"""
 
 import json
 
-from conftest import run_sgan
+from conftest import run_sgan, sweep_args, sweep_command
 
 
 def test_a_sweep_folder_in_use_is_refused_in_one_line(digits_csv, tmp_path):
@@ -23,17 +23,6 @@ def test_a_sweep_folder_in_use_is_refused_in_one_line(digits_csv, tmp_path):
     r = run_sgan(*sweep_args(config, tmp_path / "sweep"))  # released: it runs
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sweep" / "summary.json").is_file()
-
-
-def sweep_args(config, out) -> list[str]:
-    return ["sweep", "--config", str(config), "--out", str(out)]
-
-
-def sweep_command(config, out) -> list[str]:
-    """`sgan sweep` as a process of its own."""
-    import sys
-
-    return [sys.executable, "-m", "sgan", *sweep_args(config, out)]
 
 
 def cell_results(out) -> dict:

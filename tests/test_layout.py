@@ -122,7 +122,7 @@ def test_studies_have_one_entry_point_sgan_sweep():
     second = [p.name for p in benchmarks.glob("*.py") if re.search(r"\brun_sweep\b|\bSweep\(", p.read_text())]
     assert not second, second
     assert sorted(p.name for p in benchmarks.glob("*.toml")) == ["kannada10k.toml", "pets12k-gpu.toml", "pets12k32-resnet9.toml", "pets12k32.toml",
-                                                                        "pets25k-pilots.toml", "pets25k.toml"]
+                                                                        "pets25k-pilots.toml", "pets25k-resnet18.toml", "pets25k.toml"]
 
 
 def runtime_imports(tree: ast.Module) -> list[ast.ImportFrom]:

@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import io
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -26,7 +27,6 @@ def benchmark(name: str):
     """benchmarks/<name>.py as a module, for its main() at a toy size (its folder on the path, as
     when it runs as a script: the benchmarks share machine.py)."""
     import importlib.util
-    import sys
 
     folder = Path(__file__).resolve().parents[1] / "benchmarks"
     if str(folder) not in sys.path:
@@ -119,8 +119,6 @@ def sweep_args(config: Path, out: Path, *extra: str) -> list[str]:
 
 def sweep_command(config: Path, out: Path, *extra: str) -> list[str]:
     """The same sweep as a process of its own."""
-    import sys
-
     return [sys.executable, "-m", "sgan", *sweep_args(config, out, *extra)]
 
 

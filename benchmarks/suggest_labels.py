@@ -1,7 +1,8 @@
 """Does `sgan suggest-labels` pick better images to label than chance? Per seed: the SGAN trained
 on 100 suggested picks, on 100 uniformly random picks (no class balancing) and on the protocol's
 class-balanced draw (which knows the classes); the true labels play the person who labels.
-Resumable (finished runs are skipped); writes <out>/suggest_labels.json and .md.
+Resumable (finished runs are skipped, a stopped one continues from its checkpoint); writes
+<out>/suggest_labels.json and .md.
 
     python benchmarks/suggest_labels.py --config benchmarks/kannada10k.toml --out benchmarks/results/suggest-kannada
 """
@@ -16,13 +17,14 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from sgan.config import Suggestion, resolve, run_config_file
 from sgan.data.prepare import candidate_pool
 from sgan.plan import make_plan
 from sgan.run import RunFolder, SuggestFolder
 from sgan.suggest import suggest_labels
-from sgan.trainer import train
+from sgan.sweep.cells import train_cell
 
 ARMS = ("suggested", "random", "balanced")
 SCORED = ("holdout", "holdout+adabn", "test")  # reported beside validation where the protocol has them
@@ -84,10 +86,9 @@ def main(argv: list[str] | None = None) -> None:
                 picks, counts = filled_picks(cfg, out / f"picks_{arm}_seed{seed}", strategy, args.features,
                                              args.budget, args.pretext_iterations)
                 extra = {"labels_csv": str(picks)}
-            if run.is_complete():
-                metrics = run.read_metrics()
-            else:
-                metrics = train(cfg, overwrite=True, out=str(run.path), **extra)
+            if not run.is_complete():  # a stopped run resumes as a sweep's cell does
+                train_cell({**cfg.to_dict(), **extra, "out": str(run.path)}, torch.get_num_threads())
+            metrics = run.read_metrics()
             counts = counts or metrics.protocol.sets["labeled"]["per_class"]
             results.append({"seed": seed, "arm": arm, "per_class": counts, **{
                 k: v for k, v in metrics.methods[args.method].accuracy.items() if k in ("val", *SCORED)}})

@@ -310,6 +310,24 @@ def test_suggest_benchmark_runs_all_three_arms(tmp_path):
     assert (tmp_path / "out" / "suggest_labels.md").read_text().count("\n") == 5
 
 
+def test_suggest_benchmark_resumes_a_stopped_run_from_its_checkpoint(tmp_path, capsys):
+    """A run stopped before metrics.json (the checkpoint kept) continues, not starts over."""
+    config = tmp_path / "tiny.toml"
+    config.write_text('data = "sklearn-digits"\niterations = 4\nbatch_size = 8\neval_every = 2\nlog_every = 2\n'
+                      'checkpoint_every = 2\nthreads = 1\n')
+    bench = benchmark("suggest_labels")
+    args = ["--config", str(config), "--budget", "20", "--seeds", "0", "--arms", "random", "--out", str(tmp_path / "out")]
+    bench.main(args)
+    first = json.loads((tmp_path / "out" / "suggest_labels.json").read_text())["results"]
+    run = tmp_path / "out" / "random_seed0"
+    assert (run / "checkpoint.safetensors").is_file()
+    (run / "metrics.json").unlink()  # as if stopped after the last checkpoint
+    capsys.readouterr()
+    bench.main(args)
+    assert f"sgan: resuming {run}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out" / "suggest_labels.json").read_text())["results"] == first
+
+
 def test_suggest_benchmark_takes_a_strategy_and_refuses_picks_made_otherwise(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text('data = "sklearn-digits"\niterations = 2\nbatch_size = 8\neval_every = 2\nlog_every = 2\n'
